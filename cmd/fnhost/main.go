@@ -1,0 +1,64 @@
+// Command fnhost is the one CLI of fnhost: it runs the local host runtime and the HTTP
+// trigger, deploys and invokes functions. Subcommands arrive with their parts; today it knows
+// version and help.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command line that could not be understood; main exits 2 for it.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "fnhost:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `fnhost — serverless Go functions on Apache Pulsar
+
+Usage: fnhost <command> [flags]
+
+Commands:
+  version    print the version
+  help       print this help
+
+Coming with their issues: dev (runtime and trigger in one process), runtime, trigger,
+status, validate, new, deploy, invoke.
+`
+
+func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "fnhost", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "fnhost: unknown command %q\n\n%s", args[0], usage)
+		return errUsage
+	}
+}
