@@ -1,0 +1,45 @@
+// Package invocation names the message properties that tie an HTTP call to the outputs of the
+// function it invoked (DESIGN §3). The trigger sets the request properties; the SDK and the
+// host runtime set the reply properties. Every part imports the names from here, never spells
+// them itself.
+package invocation
+
+// Request properties, set by the trigger on the input message.
+const (
+	// ID is the unique id of one invocation; it is also returned to the HTTP caller.
+	ID = "fnhost-invocation-id"
+	// ReplyTo is a topic where the outputs of this invocation are also sent.
+	ReplyTo = "fnhost-reply-to"
+	// Deadline is the absolute deadline in Unix milliseconds (decimal). A function past it
+	// skips the work and replies with a timeout error.
+	Deadline = "fnhost-deadline"
+)
+
+// Reply properties, set on every output sent to ReplyTo (and on the output topic).
+const (
+	// Seq numbers the outputs of one invocation 0, 1, 2, … (decimal).
+	Seq = "fnhost-seq"
+	// Final is "true" on the last output of an invocation. A function with no output still
+	// sends one final message, with an empty payload.
+	Final = "fnhost-final"
+	// Error carries the error text on a failed invocation's final message.
+	Error = "fnhost-error"
+)
+
+// Properties both sides set.
+const (
+	// ContentType is the media type of the payload.
+	ContentType = "content-type"
+	// TraceParent and TraceState carry W3C trace context across topics.
+	TraceParent = "traceparent"
+	TraceState  = "tracestate"
+)
+
+// Pulsar Functions' own properties on outputs, which `pulsar-admin functions trigger` and the
+// trigger's fallback for functions not built with this SDK match on.
+const (
+	// InputTopic is the topic of the input message an output answers.
+	InputTopic = "__pfn_input_topic__"
+	// InputMessageID is the base64 (standard encoding) of the serialized input message id.
+	InputMessageID = "__pfn_input_msg_id__"
+)
