@@ -14,7 +14,7 @@ RUNFLAG   := $(if $(T),-run '$(T)',)
 # PULSAR_VERSION, PULSAR_CACHE and the ports are read by scripts/pulsar from the environment.
 export PULSAR_VERSION
 
-.PHONY: help build test test-unit test-integration test-disruptive lint fmt generate \
+.PHONY: help build plugins deploy deploy-all undeploy test test-unit test-integration test-disruptive lint fmt generate \
         pulsar-up pulsar-down pulsar-status pulsar-logs pulsar-reset run clean
 
 help: ## list the targets
@@ -22,6 +22,24 @@ help: ## list the targets
 
 build: ## build the fnhost CLI into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/fnhost ./cmd/fnhost
+
+plugins: ## build every example function into bin/functions/
+	@for d in functions/*/; do n=$$(basename $$d); [ $$n = pf ] && continue; \
+	  echo "building $$n"; CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/functions/$$n ./functions/$$n; done
+
+deploy: ## build functions/$(FN) and create or update it in Pulsar Functions with pulsar-admin
+	@test -n "$(FN)" || { echo "usage: make deploy FN=echo"; exit 2; }
+	scripts/deploy $(FN)
+
+deploy-all: ## deploy every manifest in manifests/functions
+	scripts/deploy --all
+
+undeploy: ## delete the deployed function $(FN)
+	@test -n "$(FN)" || { echo "usage: make undeploy FN=echo"; exit 2; }
+	scripts/deploy --delete $(FN)
+
+generate: ## regenerate the protobuf code (protoc + the pinned go tools)
+	$(GO) generate ./...
 
 run: build ## run the main job: fnhost dev (runtime + trigger, embedded, no Pulsar needed)
 	$(BIN)/fnhost dev
@@ -42,7 +60,7 @@ lint: ## gofmt, go vet (all build tags), shell syntax of the scripts
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags=integration,disruptive ./...
-	bash -n scripts/pulsar scripts/pulsar-admin scripts/lib/pulsar-env.sh .ci/run
+	bash -n scripts/pulsar scripts/pulsar-admin scripts/deploy scripts/lib/pulsar-env.sh .ci/run
 
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')

@@ -39,6 +39,12 @@ func wrap(handler any) (call.Handler, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("%w: handler is nil", ErrInvalidHandler)
 	}
+	// The common shape skips reflection on the hot path.
+	if f, ok := handler.(func(context.Context, []byte) ([]byte, error)); ok {
+		return call.Safe(func(ctx context.Context, env call.Env, inv *call.Invocation) ([]byte, error) {
+			return f(NewContext(ctx, &FunctionContext{env: env, inv: inv}), inv.Message.Payload())
+		}), nil
+	}
 	fn := reflect.ValueOf(handler)
 	t := fn.Type()
 	if t.Kind() != reflect.Func {

@@ -36,7 +36,10 @@ func Start(handler any) {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, err)
+		var ue usageError
+		if errors.As(err, &ue) && !ue.printed {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		}
 		os.Exit(2)
 	default:
 		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
@@ -46,7 +49,12 @@ func Start(handler any) {
 
 var errUsage = errors.New("usage")
 
-type usageError struct{ err error }
+// usageError is a command line or handler pf cannot run with; printed is true when the flag
+// package has already told the user.
+type usageError struct {
+	err     error
+	printed bool
+}
 
 func (e usageError) Error() string   { return e.err.Error() }
 func (e usageError) Unwrap() []error { return []error{e.err, errUsage} }
@@ -66,7 +74,7 @@ Flags:
 func run(ctx context.Context, handler any, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	h, err := wrap(handler)
 	if err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	name := filepath.Base(argv0)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -85,10 +93,10 @@ func run(ctx context.Context, handler any, argv0 string, args []string, stdin io
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError{err: err, printed: true}
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))}
+		return usageError{err: fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))}
 	}
 
 	switch {
