@@ -27,7 +27,7 @@ func newFakeEnv() *fakeEnv {
 			FuncID: "id-1", FuncVersion: "v-1", ClusterName: "standalone",
 			InputTopics: []string{"in-a", "in-b"}, OutputTopic: "out",
 			UserConfig: map[string]any{"word": "pulsar", "n": 2.0},
-			Port: 9093, MetricsPort: 9094, ExpectedHealthCheckInterval: 30,
+			Port:       9093, MetricsPort: 9094, ExpectedHealthCheckInterval: 30,
 		},
 		metrics: map[string][]float64{},
 	}
@@ -38,7 +38,7 @@ func (e *fakeEnv) Producer(topic string) (pulsar.Producer, error) {
 	return nil, errors.New("no producers in unit tests: " + topic)
 }
 func (e *fakeEnv) RecordMetric(name string, v float64) { e.metrics[name] = append(e.metrics[name], v) }
-func (e *fakeEnv) Logger() *slog.Logger                 { return slog.New(slog.DiscardHandler) }
+func (e *fakeEnv) Logger() *slog.Logger                { return slog.New(slog.DiscardHandler) }
 
 // invoke runs h once on payload and returns the return value, the emitted outputs and the error.
 func invoke(t *testing.T, h call.Handler, env call.Env, payload string) (out []byte, emitted []string, err error) {
