@@ -19,6 +19,9 @@ var version = "dev"
 // errUsage marks a command line that could not be understood; main exits 2 for it.
 var errUsage = errors.New("usage")
 
+// errReported marks a failure already explained on stderr; main exits 1 without repeating it.
+var errReported = errors.New("reported")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -27,6 +30,8 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errUsage):
 		os.Exit(2)
+	case errors.Is(err, errReported):
+		os.Exit(1)
 	default:
 		fmt.Fprintln(os.Stderr, "fnhost:", err)
 		os.Exit(1)
@@ -38,11 +43,15 @@ const usage = `fnhost — serverless Go functions on Apache Pulsar
 Usage: fnhost <command> [flags]
 
 Commands:
+  validate   check function manifests (fnhost validate manifests/functions)
+  new        create a function: source, test and manifest
   version    print the version
   help       print this help
 
 Coming with their issues: dev (runtime and trigger in one process), runtime, trigger,
-status, validate, new, deploy, invoke.
+status, deploy, invoke.
+
+Run 'fnhost <command> -h' for a command's flags.
 `
 
 func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,6 +63,10 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fnhost", version)
 		return nil
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "new":
+		return scaffold(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
