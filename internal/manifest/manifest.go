@@ -87,7 +87,10 @@ type Function struct {
 	MaxRetries      int
 	DeadLetterTopic string
 	RetryBackoff    time.Duration
-	UserConfig      map[string]any
+	// ForwardProperties copies the input's properties to its outputs
+	// (forwardSourceMessageProperty; true unless the manifest says false, as in the worker).
+	ForwardProperties bool
+	UserConfig        map[string]any
 }
 
 // FQFN is tenant/namespace/name.
@@ -323,6 +326,7 @@ func (v *validator) function(c utils.FunctionConfig) *Function {
 	v.guarantees(c, f)
 	v.limits(c, f)
 	v.retries(c, f)
+	f.ForwardProperties = !v.has("forwardSourceMessageProperty") || c.ForwardSourceMessageProperty
 	f.UserConfig = c.UserConfig
 	if f.UserConfig == nil {
 		f.UserConfig = map[string]any{}

@@ -1,0 +1,112 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/runtime/pool"
+)
+
+// maxChainDepth bounds in-process output-topic chaining (A's output feeds B, B's feeds C …),
+// so that a cycle of functions cannot run forever.
+const maxChainDepth = 8
+
+type chainDepthKey struct{}
+
+// Invoke runs the function fqfn once for req and calls fn for each event (outputs, user
+// metrics, manual acks) in the order the function produced them, from one goroutine, before
+// it returns. The function's timeout applies when req has no deadline. An error wrapping
+// ErrFunctionNotFound or ErrUnavailable means the function did not run to a result; a function
+// that ran and failed is a Result whose Err is not nil.
+//
+// In embedded mode, the outputs of a function whose output topic is another function's input
+// are then fed to that function, in process and asynchronously: like a publish to a topic,
+// the caller does not wait for them.
+func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn func(plugin.Event) error) (plugin.Result, error) {
+	f, err := h.lookup(fqfn)
+	if err != nil {
+		return plugin.Result{}, err
+	}
+	if req.Deadline.IsZero() && f.m.Timeout > 0 {
+		r := *req
+		r.Deadline = time.Now().Add(f.m.Timeout)
+		req = &r
+	}
+	downstream := h.downstream(f)
+	var outputs [][]byte
+	start := time.Now()
+	h.metrics.inFlight.WithLabelValues(fqfn).Inc()
+	defer h.metrics.inFlight.WithLabelValues(fqfn).Dec()
+	var slot int
+	res, slot, err := f.pool.Invoke(ctx, req, func(e plugin.Event) error {
+		switch e.Kind {
+		case plugin.EventMetric:
+			h.metrics.onUserMetric(f.labels[min(slot, len(f.labels)-1)], e.Metric.Name, e.Metric.Value)
+		case plugin.EventOutput:
+			if len(downstream) > 0 {
+				outputs = append(outputs, e.Output.Payload)
+			}
+		}
+		return fn(e)
+	})
+	l := f.labels[slot]
+	h.metrics.onReceived(l)
+	switch {
+	case err != nil:
+		h.metrics.onSystemException(l)
+		return res, err
+	case res.Kind != plugin.KindNone:
+		h.metrics.onUserException(l)
+		return res, nil
+	}
+	h.metrics.onSuccess(l, time.Since(start))
+	if len(downstream) > 0 {
+		h.chain(ctx, f, downstream, outputs)
+	}
+	return res, nil
+}
+
+// downstream returns the functions fed by f's output topic, in embedded mode only.
+func (h *Host) downstream(f *function) []*function {
+	if h.client != nil || f.m.Output == "" {
+		return nil
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*function
+	for _, g := range h.order {
+		for _, in := range g.m.Inputs {
+			if in == f.m.Output {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// chain feeds outputs to the downstream functions, each output as one input, in goroutines the
+// host owns and Close waits for.
+func (h *Host) chain(ctx context.Context, from *function, to []*function, outputs [][]byte) {
+	depth, _ := ctx.Value(chainDepthKey{}).(int)
+	if depth >= maxChainDepth {
+		h.cfg.Logger.Warn("output-topic chain too deep; not feeding further", "function", from.m.FQFN(), "depth", depth)
+		return
+	}
+	// The chained invocations outlive the caller's request, like messages on a topic.
+	base := context.WithValue(context.WithoutCancel(ctx), chainDepthKey{}, depth+1)
+	for _, g := range to {
+		h.chains.Go(func() {
+			for _, payload := range outputs {
+				cctx, cancel := context.WithTimeout(base, h.cfg.ShutdownTimeout)
+				_, err := h.Invoke(cctx, g.m.FQFN(), &plugin.Request{Payload: payload, Topic: from.m.Output}, func(plugin.Event) error { return nil })
+				cancel()
+				if err != nil && !errors.Is(err, pool.ErrClosed) {
+					h.cfg.Logger.Warn("feeding output to the next function", "from", from.m.FQFN(), "function", g.m.FQFN(), "err", err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,474 @@
+package host
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/fnhost/fnhost/functions/pf/invocation"
+	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/internal/manifest"
+)
+
+// runner feeds one function from Pulsar: one consumer for the function's inputs, lanes that
+// run invocations on the function's pool, producers for its outputs.
+//
+// Ordering: a lane runs its inputs one after the other. With retainOrdering (a Failover
+// subscription) there is one lane, so outputs keep the input order; with retainKeyOrdering
+// (Key_Shared) an input's lane is chosen by its key, so each key keeps its order; otherwise
+// inputs are spread over the lanes round robin. The lane count, parallelism × MaxInFlight,
+// bounds the invocations in flight.
+type runner struct {
+	h        *Host
+	f        *function
+	log      *slog.Logger
+	consumer pulsar.Consumer
+	lanes    []chan pulsar.Message
+	rr       uint64
+
+	work       context.Context // invocations; cancelled when drain's bound passes
+	cancelWork context.CancelFunc
+	lanesDone  sync.WaitGroup
+
+	mu        sync.Mutex
+	producers map[string]pulsar.Producer
+}
+
+// laneBuffer is the queue of one lane: small, so that unacknowledged inputs stay in the
+// consumer's receiver queue (and with the broker) rather than pile up here.
+const laneBuffer = 4
+
+func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
+	m := f.m
+	opts := pulsar.ConsumerOptions{
+		Topics:            m.Inputs,
+		SubscriptionName:  m.Subscription,
+		Type:              subscriptionType(m.SubscriptionType),
+		NackBackoffPolicy: backoff{initial: m.RetryBackoff, max: 60 * time.Second},
+		Properties: map[string]string{
+			"application": "fnhost", "id": m.FQFN(),
+		},
+	}
+	if m.Pattern != "" {
+		opts.Topics, opts.TopicsPattern = nil, m.Pattern
+	}
+	if m.Earliest {
+		opts.SubscriptionInitialPosition = pulsar.SubscriptionPositionEarliest
+	}
+	if m.MaxRetries >= 0 {
+		// MaxDeliveries counts the first delivery: maxMessageRetries retries means
+		// maxMessageRetries+1 deliveries, then the dead-letter topic (the client's default name,
+		// <topic>-<subscription>-DLQ, when the manifest names none).
+		opts.DLQ = &pulsar.DLQPolicy{MaxDeliveries: uint32(m.MaxRetries) + 1, DeadLetterTopic: m.DeadLetterTopic}
+	}
+	c, err := h.client.Subscribe(opts)
+	if err != nil {
+		return nil, fmt.Errorf("subscribing %s to %s: %w", m.Subscription, strings.Join(m.Inputs, ","), err)
+	}
+	n := 1
+	if m.SubscriptionType != manifest.Failover {
+		n = m.Parallelism * h.cfg.MaxInFlight
+	}
+	r := &runner{h: h, f: f, log: log, consumer: c, producers: map[string]pulsar.Producer{}}
+	r.work, r.cancelWork = context.WithCancel(context.Background())
+	for range n {
+		lane := make(chan pulsar.Message, laneBuffer)
+		r.lanes = append(r.lanes, lane)
+		r.lanesDone.Go(func() {
+			for msg := range lane {
+				r.process(r.work, msg)
+			}
+		})
+	}
+	if m.Output != "" {
+		if _, err := r.producer(m.Output); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func subscriptionType(t manifest.SubscriptionType) pulsar.SubscriptionType {
+	switch t {
+	case manifest.Failover:
+		return pulsar.Failover
+	case manifest.KeyShared:
+		return pulsar.KeyShared
+	default:
+		return pulsar.Shared
+	}
+}
+
+// backoff is an exponential nack backoff: initial × 2^redeliveries, capped at max.
+type backoff struct{ initial, max time.Duration }
+
+// Next implements pulsar.NackBackoffPolicy.
+func (b backoff) Next(redeliveryCount uint32) time.Duration {
+	d := b.initial
+	for i := uint32(0); i < redeliveryCount && d < b.max; i++ {
+		d *= 2
+	}
+	return min(d, b.max)
+}
+
+// receive takes inputs and hands them to lanes until ctx ends; then it closes the lanes.
+func (r *runner) receive(ctx context.Context) {
+	defer func() {
+		for _, l := range r.lanes {
+			close(l)
+		}
+	}()
+	for {
+		msg, err := r.consumer.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("receiving", "err", err)
+			continue
+		}
+		lane := r.lanes[r.laneOf(msg)]
+		select {
+		case lane <- msg:
+		case <-ctx.Done():
+			// Not handed over: it stays unacknowledged and is redelivered.
+			r.consumer.Nack(msg)
+			return
+		}
+	}
+}
+
+func (r *runner) laneOf(msg pulsar.Message) int {
+	n := len(r.lanes)
+	if n == 1 {
+		return 0
+	}
+	if r.f.m.SubscriptionType == manifest.KeyShared {
+		k := msg.OrderingKey()
+		if k == "" {
+			k = msg.Key()
+		}
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(k)) // hash writes never fail
+		return int(h.Sum32() % uint32(n))
+	}
+	r.rr++ // only the receive goroutine calls laneOf
+	return int(r.rr % uint64(n))
+}
+
+// drain waits for the lanes to finish the inputs they hold (receive has closed them), bounded
+// by ctx; past the bound, the invocations still running are cancelled (their inputs are not
+// acknowledged and will be redelivered). Then it flushes the producers.
+func (r *runner) drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		r.lanesDone.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("%s: in-flight invocations did not finish within the shutdown timeout; cancelled (they will be redelivered)", r.f.m.FQFN())
+		r.cancelWork()
+		<-done
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, p := range r.producers {
+		if ferr := p.FlushWithCtx(ctx); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("flushing producer of %s: %w", topic, ferr))
+		}
+	}
+	return err
+}
+
+// close closes the producers and the consumer.
+func (r *runner) close() {
+	r.cancelWork()
+	r.mu.Lock()
+	for _, p := range r.producers {
+		p.Close()
+	}
+	r.producers = map[string]pulsar.Producer{}
+	r.mu.Unlock()
+	r.consumer.Close()
+}
+
+// producer returns the cached producer for topic.
+func (r *runner) producer(topic string) (pulsar.Producer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.producers[topic]; ok {
+		return p, nil
+	}
+	opts := pulsar.ProducerOptions{
+		Topic:                   topic,
+		CompressionType:         pulsar.LZ4,
+		BatchingMaxPublishDelay: 10 * time.Millisecond,
+		Properties:              map[string]string{"application": "fnhost", "id": r.f.m.FQFN()},
+	}
+	if pc := r.f.m.Config.ProducerConfig; pc != nil {
+		switch strings.ToUpper(pc.CompressionType) {
+		case "NONE":
+			opts.CompressionType = pulsar.NoCompression
+		case "ZLIB":
+			opts.CompressionType = pulsar.ZLib
+		case "ZSTD":
+			opts.CompressionType = pulsar.ZSTD
+		}
+		if pc.MaxPendingMessages > 0 {
+			opts.MaxPendingMessages = pc.MaxPendingMessages
+		}
+		if pc.BatchBuilder == "KEY_BASED" {
+			opts.BatcherBuilderType = pulsar.KeyBasedBatchBuilder
+		}
+	}
+	if r.f.m.Config.BatchBuilder == "KEY_BASED" {
+		opts.BatcherBuilderType = pulsar.KeyBasedBatchBuilder
+	}
+	p, err := r.h.client.CreateProducer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating producer for %s: %w", topic, err)
+	}
+	r.producers[topic] = p
+	return p, nil
+}
+
+// process runs one input through the function and settles it: ack, or nack for a retry.
+func (r *runner) process(ctx context.Context, msg pulsar.Message) {
+	m := r.f.m
+	start := time.Now()
+	if m.Guarantee == manifest.AtMostOnce {
+		if err := r.consumer.Ack(msg); err != nil {
+			r.log.Warn("acknowledging on receipt", "message_id", msg.ID().String(), "err", err)
+		}
+	}
+	props := msg.Properties()
+	deadline := time.Time{}
+	if m.Timeout > 0 {
+		deadline = start.Add(m.Timeout)
+	}
+	if ms, err := strconv.ParseInt(props[invocation.Deadline], 10, 64); err == nil {
+		if d := time.UnixMilli(ms); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
+	}
+	req := &plugin.Request{
+		Payload: msg.Payload(), Key: msg.Key(), OrderingKey: msg.OrderingKey(), Properties: props,
+		Topic: msg.Topic(), ProducerName: msg.ProducerName(), MessageID: msg.ID().Serialize(),
+		EventTime: msg.EventTime(), PublishTime: msg.PublishTime(), RedeliveryCount: msg.RedeliveryCount(),
+		Deadline: deadline,
+	}
+	out := r.newOutputs(msg)
+	acked := false
+	var slot int
+	res, slot, err := r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
+		switch e.Kind {
+		case plugin.EventOutput:
+			return out.add(ctx, e.Output)
+		case plugin.EventMetric:
+			r.h.metrics.onUserMetric(r.f.labels[0], e.Metric.Name, e.Metric.Value)
+		case plugin.EventAck:
+			if m.Guarantee == manifest.Manual && !acked {
+				acked = true
+				return r.consumer.Ack(msg)
+			}
+		}
+		return nil
+	})
+	l := r.f.labels[slot]
+	r.h.metrics.onReceived(l)
+
+	failed := ""
+	switch {
+	case err != nil:
+		failed = err.Error()
+	case res.Kind != plugin.KindNone:
+		failed = res.Error
+		if failed == "" {
+			failed = res.Kind.String()
+		}
+	}
+	lastTry := m.MaxRetries >= 0 && int(msg.RedeliveryCount()) >= m.MaxRetries
+	// A failure is reported to the caller only when no retry will follow.
+	report := failed == "" || m.MaxRetries < 0 || lastTry || (!deadline.IsZero() && time.Now().After(deadline))
+	sendErr := out.finish(ctx, failed, report)
+
+	switch {
+	case err != nil:
+		r.h.metrics.onSystemException(l)
+		r.log.Warn("invocation not run; redelivering", "message_id", msg.ID().String(), "err", err)
+		r.settle(msg, false)
+	case res.Kind != plugin.KindNone:
+		r.h.metrics.onUserException(l)
+		if lastTry {
+			r.h.metrics.deadLettered.WithLabelValues(m.FQFN()).Inc()
+		}
+		r.log.Debug("function failed", "message_id", msg.ID().String(), "kind", res.Kind.String(), "err", res.Error, "redeliveries", msg.RedeliveryCount())
+		r.settle(msg, false)
+	case sendErr != nil:
+		r.h.metrics.onSystemException(l)
+		r.log.Warn("publishing outputs; redelivering the input", "message_id", msg.ID().String(), "err", sendErr)
+		r.settle(msg, false)
+	default:
+		r.h.metrics.onSuccess(l, time.Since(start))
+		r.settle(msg, true)
+	}
+}
+
+// settle acknowledges a processed input or negatively acknowledges a failed one, as the
+// processing guarantee says.
+func (r *runner) settle(msg pulsar.Message, ok bool) {
+	switch r.f.m.Guarantee {
+	case manifest.AtMostOnce:
+		return // acknowledged on receipt
+	case manifest.Manual:
+		if ok {
+			return // the function acknowledges itself
+		}
+	}
+	if ok {
+		if err := r.consumer.Ack(msg); err != nil {
+			r.log.Warn("acknowledging", "message_id", msg.ID().String(), "err", err)
+		}
+		return
+	}
+	r.consumer.Nack(msg)
+}
+
+// outputs publishes the outputs of one invocation: to the output topic, and to the reply-to
+// topic when the input names one. It holds back one output so that the last one can carry
+// invocation.Final; an invocation without outputs sends a lone final message to reply-to.
+type outputs struct {
+	r       *runner
+	in      pulsar.Message
+	replyTo string
+	base    map[string]string // properties every output carries
+	held    *plugin.Output
+	seq     int
+
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+func (r *runner) newOutputs(in pulsar.Message) *outputs {
+	props := in.Properties()
+	base := map[string]string{}
+	if r.f.m.ForwardProperties {
+		maps.Copy(base, props)
+	}
+	// Request properties belong to this invocation, not to whatever consumes the output.
+	delete(base, invocation.ReplyTo)
+	delete(base, invocation.Deadline)
+	delete(base, invocation.Seq)
+	delete(base, invocation.Final)
+	delete(base, invocation.Error)
+	if id := props[invocation.ID]; id != "" {
+		base[invocation.ID] = id
+	}
+	base[invocation.InputTopic] = in.Topic()
+	base[invocation.InputMessageID] = base64.StdEncoding.EncodeToString(in.ID().Serialize())
+	return &outputs{r: r, in: in, replyTo: props[invocation.ReplyTo], base: base}
+}
+
+func (o *outputs) add(ctx context.Context, out plugin.Output) error {
+	if o.held != nil {
+		o.send(ctx, *o.held, false, "")
+	}
+	o.held = &out
+	return nil
+}
+
+// finish sends the held output as the final one (with failed as the error text when not
+// empty; to reply-to only when report is true), waits for every send and returns the first
+// send error.
+func (o *outputs) finish(ctx context.Context, failed string, report bool) error {
+	switch {
+	case o.held != nil && failed == "":
+		o.send(ctx, *o.held, true, "")
+	case o.held != nil:
+		o.send(ctx, *o.held, false, "")
+		if report {
+			o.reply(ctx, plugin.Output{}, true, failed)
+		}
+	case report:
+		o.reply(ctx, plugin.Output{}, true, failed)
+	}
+	o.wg.Wait()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return errors.Join(o.errs...)
+}
+
+// send publishes out to the output topic and to reply-to.
+func (o *outputs) send(ctx context.Context, out plugin.Output, final bool, failed string) {
+	if o.r.f.m.Output != "" {
+		o.publish(ctx, o.r.f.m.Output, o.message(out, final, failed))
+	} else if o.replyTo == "" {
+		o.r.h.metrics.unclaimedOutput.WithLabelValues(o.r.f.m.FQFN()).Inc()
+	}
+	o.reply(ctx, out, final, failed)
+	o.seq++
+}
+
+func (o *outputs) reply(ctx context.Context, out plugin.Output, final bool, failed string) {
+	if o.replyTo == "" {
+		return
+	}
+	o.publish(ctx, o.replyTo, o.message(out, final, failed))
+}
+
+func (o *outputs) message(out plugin.Output, final bool, failed string) *pulsar.ProducerMessage {
+	props := maps.Clone(o.base)
+	maps.Copy(props, out.Properties)
+	props[invocation.Seq] = strconv.Itoa(o.seq)
+	if final {
+		props[invocation.Final] = "true"
+	}
+	if failed != "" {
+		props[invocation.Error] = failed
+	}
+	key := out.Key
+	if key == "" {
+		key = o.in.Key()
+	}
+	et := out.EventTime
+	if et.IsZero() {
+		et = o.in.EventTime()
+	}
+	return &pulsar.ProducerMessage{Payload: out.Payload, Key: key, OrderingKey: o.in.OrderingKey(), Properties: props, EventTime: et}
+}
+
+func (o *outputs) publish(ctx context.Context, topic string, msg *pulsar.ProducerMessage) {
+	p, err := o.r.producer(topic)
+	if err != nil {
+		o.fail(err)
+		return
+	}
+	o.wg.Add(1)
+	p.SendAsync(ctx, msg, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+		defer o.wg.Done()
+		if err != nil {
+			o.fail(fmt.Errorf("publishing to %s: %w", topic, err))
+		}
+	})
+}
+
+func (o *outputs) fail(err error) {
+	o.mu.Lock()
+	o.errs = append(o.errs, err)
+	o.mu.Unlock()
+}
