@@ -1,0 +1,204 @@
+package pluginserve
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/fnhost/fnhost/functions/pf/internal/call"
+	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
+)
+
+// sink delivers the events of one invocation to the host.
+type sink interface {
+	// send hands ev over, waiting while the stream is full, until ctx or the stream ends.
+	// It is called with the invocation's mutex held, so never concurrently for one sink.
+	send(ctx context.Context, ev *pluginpb.Event) error
+}
+
+// unarySink writes to an Invoke stream.
+type unarySink struct {
+	stream pluginpb.Function_InvokeServer
+}
+
+func (u *unarySink) send(_ context.Context, ev *pluginpb.Event) error { return u.stream.Send(ev) }
+
+// pipelineSink queues events, tagged with the invocation's id, for the pipeline's sender.
+type pipelineSink struct {
+	id     uint64
+	out    chan<- *pluginpb.PipelineEvent
+	stream context.Context // ends when the pipeline does
+}
+
+func (p *pipelineSink) send(ctx context.Context, ev *pluginpb.Event) error {
+	select {
+	case p.out <- &pluginpb.PipelineEvent{Id: p.id, Event: ev}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.stream.Done():
+		return p.stream.Err()
+	}
+}
+
+// invocation is one running invocation: it orders its events and refuses any after Done.
+type invocation struct {
+	sink   sink
+	stream context.Context // the stream's context, for events that must not be lost to a deadline
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	finished bool
+}
+
+func (inv *invocation) send(ctx context.Context, ev *pluginpb.Event) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.finished {
+		return errFinished
+	}
+	return inv.sink.send(ctx, ev)
+}
+
+// finish sends Done; nothing is sent after it.
+func (inv *invocation) finish(done *pluginpb.Event) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.finished = true
+	if err := inv.sink.send(inv.stream, done); err != nil {
+		// The stream is gone; the host learns it from the stream, not from Done.
+		inv.logger.Debug("dropping the result of an invocation", "err", err)
+	}
+}
+
+// env is the call.Env of one invocation: RecordMetric becomes an event of the invocation.
+type env struct {
+	info      *call.Info
+	logger    *slog.Logger
+	producers *producers
+	inv       *invocation
+}
+
+func (e *env) Info() *call.Info                               { return e.info }
+func (e *env) Logger() *slog.Logger                           { return e.logger }
+func (e *env) Producer(topic string) (pulsar.Producer, error) { return e.producers.get(topic) }
+
+func (e *env) RecordMetric(name string, value float64) {
+	err := e.inv.send(e.inv.stream, &pluginpb.Event{Event: &pluginpb.Event_Metric{Metric: &pluginpb.Metric{Name: name, Value: value}}})
+	if err != nil {
+		// RecordMetric has no error to return; a metric after the invocation is lost.
+		e.logger.Debug("dropping a metric", "metric", name, "err", err)
+	}
+}
+
+// run runs one admitted invocation and hands over its events and Done. invCtx is the
+// invocation's context (cancelled by the host's Cancel); stream ends with the stream.
+func (s *Server) run(invCtx, stream context.Context, req *pluginpb.InvokeRequest, sk sink) {
+	info, logger, prods := s.env()
+	inv := &invocation{sink: sk, stream: stream, logger: logger}
+	done := s.call(invCtx, req, inv, &env{info: info, logger: logger, producers: prods, inv: inv})
+	s.release()
+	inv.finish(done)
+	s.finished()
+}
+
+func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, inv *invocation, e *env) *pluginpb.Event {
+	if d := req.GetDeadlineUnixNano(); d != 0 {
+		deadline := time.Unix(0, d)
+		if !time.Now().Before(deadline) {
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, call.ErrDeadline.Error(), "")
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, deadline, call.ErrDeadline)
+		defer cancel()
+	}
+	ci := &call.Invocation{
+		Message: message(req, e.logger),
+		Emit: func(ectx context.Context, o call.Output) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return inv.send(ectx, outputEvent(o))
+		},
+	}
+	if e.info.ManualAck {
+		ci.Ack = func() error {
+			return inv.send(inv.stream, &pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{}}})
+		}
+	}
+	out, err := s.h(ctx, e, ci)
+	if err != nil {
+		var pe *call.PanicError
+		switch {
+		case errors.As(err, &pe):
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_PANIC, err.Error(), string(pe.Stack))
+		case ctx.Err() != nil && errors.Is(context.Cause(ctx), call.ErrDeadline):
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, err.Error(), "")
+		case ctx.Err() != nil:
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
+		default:
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_USER, err.Error(), "")
+		}
+	}
+	if out != nil {
+		// The returned output goes out even if the deadline passed after the function
+		// returned: the function did finish.
+		if err := inv.send(inv.stream, outputEvent(call.Output{Payload: out})); err != nil {
+			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
+		}
+	}
+	return doneEvent(pluginpb.ErrorKind_ERROR_KIND_NONE, "", "")
+}
+
+func doneEvent(kind pluginpb.ErrorKind, msg, stack string) *pluginpb.Event {
+	return &pluginpb.Event{Event: &pluginpb.Event_Done{Done: &pluginpb.Done{Kind: kind, Error: msg, Stack: stack}}}
+}
+
+func outputEvent(o call.Output) *pluginpb.Event {
+	var et int64
+	if !o.EventTime.IsZero() {
+		et = o.EventTime.UnixNano()
+	}
+	return &pluginpb.Event{Event: &pluginpb.Event_Output{Output: &pluginpb.Output{
+		Payload:           o.Payload,
+		Key:               o.Key,
+		Properties:        o.Properties,
+		EventTimeUnixNano: et,
+	}}}
+}
+
+// message is the input as the function sees it (FunctionContext.GetCurrentRecord).
+func message(req *pluginpb.InvokeRequest, logger *slog.Logger) *call.Message {
+	m := &call.Message{
+		TopicName:    req.GetTopic(),
+		Producer:     req.GetProducerName(),
+		Props:        req.GetProperties(),
+		Data:         req.GetPayload(),
+		Published:    fromUnixNano(req.GetPublishTimeUnixNano()),
+		Event:        fromUnixNano(req.GetEventTimeUnixNano()),
+		MsgKey:       req.GetKey(),
+		OrderKey:     req.GetOrderingKey(),
+		Redeliveries: req.GetRedeliveryCount(),
+	}
+	if b := req.GetMessageId(); len(b) > 0 {
+		id, err := pulsar.DeserializeMessageID(b)
+		if err != nil {
+			// The function still runs; only its record's ID() is unknown.
+			logger.Warn("decoding the input message id", "err", err)
+		} else {
+			m.MsgID = id
+		}
+	}
+	return m
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}

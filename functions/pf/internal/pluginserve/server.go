@@ -1,0 +1,391 @@
+package pluginserve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fnhost/fnhost/functions/pf/internal/call"
+	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
+)
+
+const (
+	// outBuffer is the capacity of a pipeline's event queue: it lets invocations hand events
+	// over while the sender writes the previous frame, and lets the sender batch what piled
+	// up. Beyond it, Emit waits (backpressure from the host).
+	outBuffer = 256
+	// maxBatch and maxBatchBytes bound one frame of events.
+	maxBatch      = 256
+	maxBatchBytes = 1 << 20
+	// maxMaxInFlight bounds the MaxInFlight a host may ask for.
+	maxMaxInFlight = 1 << 16
+)
+
+var (
+	errDraining      = errors.New("plugin draining: not accepting invocations")
+	errNotConfigured = errors.New("plugin not configured: Configure first")
+	errCanceled      = errors.New("invocation cancelled by the host")
+	errFinished      = errors.New("invocation finished")
+)
+
+// Server is the plugin half of the protocol: it runs the function for the host's
+// invocations. Build it with New; Serve builds one and serves it over go-plugin. Its methods
+// are safe for concurrent use.
+type Server struct {
+	pluginpb.UnimplementedFunctionServer
+
+	h      call.Handler
+	logOut io.Writer
+	level  slog.LevelVar
+	served atomic.Uint64
+
+	mu          sync.Mutex
+	configured  bool
+	info        call.Info
+	logger      *slog.Logger
+	producers   *producers
+	maxInFlight int
+	slots       chan struct{} // one token per running handler
+	draining    bool
+	active      int           // accepted invocations whose Done is not handed over yet
+	idle        chan struct{} // closed when active drops to 0; nil when nobody waits
+}
+
+var _ pluginpb.FunctionServer = (*Server)(nil)
+
+// New returns a Server that runs h (wrapped in call.Safe, so that a panic fails one input)
+// and logs in hclog's JSON shape to logOut. It accepts invocations once configured.
+func New(h call.Handler, logOut io.Writer) *Server {
+	s := &Server{h: call.Safe(h), logOut: logOut}
+	s.level.Set(slog.LevelInfo)
+	s.logger = newLogger(logOut, &s.level)
+	return s
+}
+
+// Configure implements pluginpb.FunctionServer.
+func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*pluginpb.ConfigureResponse, error) {
+	pi := req.GetInfo()
+	if pi.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "configure: info.name is empty")
+	}
+	userConfig := map[string]any{}
+	if js := pi.GetUserConfigJson(); js != "" {
+		if err := json.Unmarshal([]byte(js), &userConfig); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "configure: userConfig is not a JSON object: %v", err)
+		}
+		if userConfig == nil { // the JSON was null
+			userConfig = map[string]any{}
+		}
+	}
+	n := int(req.GetMaxInFlight())
+	switch {
+	case n == 0:
+		n = plugin.DefaultMaxInFlight
+	case n < 0 || n > maxMaxInFlight:
+		return nil, status.Errorf(codes.InvalidArgument, "configure: max_in_flight %d out of range 1..%d", n, maxMaxInFlight)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.configured {
+		return nil, status.Error(codes.FailedPrecondition, "configure: configured already")
+	}
+	s.level.Set(slogLevel(req.GetLogLevel()))
+	s.info = call.Info{
+		Tenant:      pi.GetTenant(),
+		Namespace:   pi.GetNamespace(),
+		Name:        pi.GetName(),
+		InstanceID:  int(pi.GetInstanceId()),
+		FuncID:      pi.GetFuncId(),
+		FuncVersion: pi.GetFuncVersion(),
+		ClusterName: pi.GetClusterName(),
+		InputTopics: pi.GetInputTopics(),
+		OutputTopic: pi.GetOutputTopic(),
+		LogTopic:    pi.GetLogTopic(),
+		UserConfig:  userConfig,
+		ManualAck:   pi.GetManualAck(),
+	}
+	s.logger = s.logger.With("function", pi.GetName())
+	s.producers = &producers{url: req.GetPulsarUrl(), logger: s.logger}
+	s.maxInFlight = n
+	s.slots = make(chan struct{}, n)
+	s.configured = true
+	s.logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	return &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}, nil
+}
+
+func slogLevel(l pluginpb.LogLevel) slog.Level {
+	switch l {
+	case pluginpb.LogLevel_LOG_LEVEL_TRACE:
+		return levelTrace
+	case pluginpb.LogLevel_LOG_LEVEL_DEBUG:
+		return slog.LevelDebug
+	case pluginpb.LogLevel_LOG_LEVEL_WARN:
+		return slog.LevelWarn
+	case pluginpb.LogLevel_LOG_LEVEL_ERROR:
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Health implements pluginpb.FunctionServer.
+func (s *Server) Health(context.Context, *pluginpb.HealthRequest) (*pluginpb.HealthResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &pluginpb.HealthResponse{
+		Serving:     s.configured && !s.draining,
+		InFlight:    int32(s.active),
+		MaxInFlight: int32(s.maxInFlight),
+		Served:      s.served.Load(),
+	}, nil
+}
+
+// Drain implements pluginpb.FunctionServer: no invocation is accepted after it; it returns when
+// the ones in flight have handed over their Done, or with ctx's error.
+func (s *Server) Drain(ctx context.Context, _ *pluginpb.DrainRequest) (*pluginpb.DrainResponse, error) {
+	if err := s.waitDrained(ctx); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	return &pluginpb.DrainResponse{}, nil
+}
+
+// waitDrained stops intake and waits until no invocation is in flight, or returns ctx's error.
+func (s *Server) waitDrained(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining {
+		s.draining = true
+		s.logger.Info("draining", "in_flight", s.active)
+	}
+	s.mu.Unlock()
+	return s.waitIdle(ctx)
+}
+
+// waitIdle waits until no invocation is in flight, or returns ctx's error.
+func (s *Server) waitIdle(ctx context.Context) error {
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close waits, bounded by ctx, for the invocations in flight (the gRPC server has cancelled
+// them when it stopped), then closes the NewOutputMessage producers. It does not stop the gRPC
+// server.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	p := s.producers
+	s.mu.Unlock()
+	var errs []error
+	if err := s.waitIdle(ctx); err != nil {
+		s.mu.Lock()
+		n := s.active
+		s.mu.Unlock()
+		errs = append(errs, fmt.Errorf("stopping with %d invocations still running: %w", n, err))
+	}
+	if p != nil {
+		errs = append(errs, p.close())
+	}
+	return errors.Join(errs...)
+}
+
+// admit takes a handler slot for one invocation, waiting while all are taken, and counts it
+// in flight. The caller must call s.release and then s.finished.
+func (s *Server) admit(ctx context.Context) error {
+	s.mu.Lock()
+	slots, configured, draining := s.slots, s.configured, s.draining
+	s.mu.Unlock()
+	switch {
+	case !configured:
+		return errNotConfigured
+	case draining:
+		return errDraining
+	}
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		<-slots
+		return errDraining
+	}
+	s.active++
+	return nil
+}
+
+// release frees the handler slot as soon as the handler returned, so that the host, which
+// frees its own slot when Done arrives, never finds the plugin full.
+func (s *Server) release() { <-s.slots }
+
+// finished counts an invocation done once its Done was handed over.
+func (s *Server) finished() {
+	s.served.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+func (s *Server) env() (*call.Info, *slog.Logger, *producers) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &s.info, s.logger, s.producers
+}
+
+// Invoke implements pluginpb.FunctionServer: one invocation per RPC.
+func (s *Server) Invoke(req *pluginpb.InvokeRequest, stream pluginpb.Function_InvokeServer) error {
+	ctx := stream.Context()
+	if err := s.admit(ctx); err != nil {
+		return admitStatus(err)
+	}
+	invCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.run(invCtx, ctx, req, &unarySink{stream: stream})
+	return nil
+}
+
+func admitStatus(err error) error {
+	switch {
+	case errors.Is(err, errNotConfigured):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errDraining):
+		return status.Error(codes.Unavailable, err.Error())
+	default:
+		return status.FromContextError(err).Err()
+	}
+}
+
+// Pipeline implements pluginpb.FunctionServer: many invocations over one stream. It owns the
+// invocations it starts and returns after they all ended.
+func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
+	s.mu.Lock()
+	configured := s.configured
+	s.mu.Unlock()
+	if !configured {
+		return status.Error(codes.FailedPrecondition, errNotConfigured.Error())
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	out := make(chan *pluginpb.PipelineEvent, outBuffer)
+	sent := make(chan error, 1)
+	go func() { sent <- sendEvents(stream, out, cancel) }()
+
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		running = map[uint64]context.CancelCauseFunc{}
+	)
+	recvErr := func() error {
+		for {
+			frame, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil // the host closed its side: finish what runs
+			}
+			if err != nil {
+				return err
+			}
+			for _, r := range frame.GetRequests() {
+				id := r.GetId()
+				switch x := r.GetRequest().(type) {
+				case *pluginpb.PipelineRequest_Invoke:
+					sk := &pipelineSink{id: id, out: out, stream: ctx}
+					if err := s.admit(ctx); err != nil {
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						// Draining: refuse this one, keep reading for the others' cancels.
+						// The send fails only when the stream is gone, which Recv reports.
+						_ = sk.send(ctx, doneEvent(pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE, err.Error(), ""))
+						continue
+					}
+					invCtx, invCancel := context.WithCancelCause(ctx)
+					mu.Lock()
+					running[id] = invCancel
+					mu.Unlock()
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						s.run(invCtx, ctx, x.Invoke, sk)
+						mu.Lock()
+						delete(running, id)
+						mu.Unlock()
+						invCancel(nil)
+					}()
+				case *pluginpb.PipelineRequest_Cancel:
+					mu.Lock()
+					if c := running[id]; c != nil {
+						c(errCanceled)
+					}
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	if recvErr != nil {
+		cancel() // the host is gone: stop the invocations
+	}
+	wg.Wait()
+	close(out)
+	if err := <-sent; err != nil {
+		return err
+	}
+	if recvErr != nil && !errors.Is(recvErr, context.Canceled) {
+		return recvErr
+	}
+	return nil
+}
+
+// sendEvents writes the events queued on out, batching what piled up, until out is closed.
+// On a send error it cancels the pipeline, so that senders blocked on out give up, and
+// returns it.
+func sendEvents(stream pluginpb.Function_PipelineServer, out <-chan *pluginpb.PipelineEvent, cancel context.CancelFunc) error {
+	for ev := range out {
+		batch := []*pluginpb.PipelineEvent{ev}
+		size := len(ev.GetEvent().GetOutput().GetPayload())
+	more:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case ev, ok := <-out:
+				if !ok {
+					break more
+				}
+				batch = append(batch, ev)
+				size += len(ev.GetEvent().GetOutput().GetPayload())
+			default:
+				break more
+			}
+		}
+		if err := stream.Send(&pluginpb.PipelineEvents{Events: batch}); err != nil {
+			cancel()
+			return fmt.Errorf("sending events: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,511 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
+)
+
+// DefaultMaxInFlight is the bound on concurrent invocations per plugin process when
+// Config.MaxInFlight is 0.
+const DefaultMaxInFlight = 64
+
+const (
+	// eventBuffer is how many events of one invocation the receiving loop may queue before
+	// it waits for Invoke's callback: enough to ride over a callback's short pauses, small
+	// enough that a stalled callback is noticed (it stalls the whole stream, see Invoke).
+	eventBuffer = 16
+	// maxBatch bounds the requests sent in one frame, so one frame never grows without end
+	// while callers keep queueing.
+	maxBatch = 256
+	// maxBatchBytes bounds the payload bytes of one frame (a bigger payload goes alone).
+	maxBatchBytes = 1 << 20
+)
+
+// Client is the host's side of the protocol over one gRPC connection to a plugin: what the
+// plugin dispenses (GRPCPlugin.GRPCClient). Start wraps one in a *Process; use a Client
+// directly only with a connection you manage yourself (tests use plugin.TestPluginGRPCConn).
+//
+// Configure must succeed before Invoke, Health or Drain. All methods are safe for concurrent
+// use. Close releases the Client; it does not close the gRPC connection (go-plugin owns it).
+type Client struct {
+	rpc pluginpb.FunctionClient
+	// exited is go-plugin's context, cancelled when the plugin process exits.
+	exited context.Context
+
+	// wake tells the sender there are cancels queued; capacity 1 because one pending wake-up
+	// is enough however many cancels are queued.
+	wake chan struct{}
+	// reqs feeds invoke requests to the sender. Unbuffered: the slots bound the senders.
+	reqs chan *pluginpb.PipelineRequest
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the sender and the receiver
+
+	mu          sync.Mutex
+	configured  bool
+	draining    bool
+	maxInFlight int
+	slots       chan struct{} // one token per invocation the plugin has not finished
+	nextID      uint64
+	pending     map[uint64]*pendingCall
+	cancels     []uint64
+	idle        chan struct{} // closed when pending becomes empty; nil when nobody waits
+	cancel      context.CancelFunc
+	// broken is closed, with brokenErr set, when the pipeline ends: Close, or a lost process.
+	broken    chan struct{}
+	brokenErr error
+}
+
+type pendingCall struct {
+	// events carries the invocation's events, Done last; the receiver sends, nobody closes.
+	events chan *pluginpb.Event
+	// abandoned is closed by Invoke when it returns before Done: the receiver then drops
+	// the invocation's events.
+	abandoned chan struct{}
+}
+
+func newClient(exited context.Context, rpc pluginpb.FunctionClient) *Client {
+	return &Client{
+		rpc:     rpc,
+		exited:  exited,
+		wake:    make(chan struct{}, 1),
+		reqs:    make(chan *pluginpb.PipelineRequest),
+		pending: map[uint64]*pendingCall{},
+		broken:  make(chan struct{}),
+	}
+}
+
+// Configure sends cfg.Info, cfg.PulsarURL, cfg.MaxInFlight and the level of cfg.Logger to the
+// plugin (cfg.Path and cfg.StartTimeout are not used here), then opens the pipeline stream
+// that Invoke uses. It is accepted once. ctx bounds the call; the stream lives until Close or
+// the process exits.
+func (c *Client) Configure(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	info, err := cfg.Info.proto()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.configured {
+		return errors.New("plugin: configured already")
+	}
+	if c.cancel != nil {
+		return ErrClosed
+	}
+	resp, err := c.rpc.Configure(ctx, &pluginpb.ConfigureRequest{
+		Info:        info,
+		PulsarUrl:   cfg.PulsarURL,
+		MaxInFlight: int32(cfg.MaxInFlight),
+		LogLevel:    logLevel(ctx, cfg.Logger),
+	})
+	if err != nil {
+		return fmt.Errorf("configuring function %s: %w", cfg.Info.Name, rpcError(ctx, err))
+	}
+	n := int(resp.GetMaxInFlight())
+	if n <= 0 {
+		return fmt.Errorf("configuring function %s: plugin reports max in flight %d", cfg.Info.Name, n)
+	}
+	// The stream belongs to the process, not to this call: it ends with Close or when
+	// go-plugin sees the process exit.
+	sctx, cancel := context.WithCancel(c.exited)
+	stream, err := c.rpc.Pipeline(sctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("opening the pipeline of function %s: %w", cfg.Info.Name, err)
+	}
+	c.configured, c.maxInFlight, c.cancel = true, n, cancel
+	c.slots = make(chan struct{}, n)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.send(sctx, cancel, stream) }()
+	go func() { defer c.wg.Done(); c.receive(sctx, stream) }()
+	return nil
+}
+
+// logLevel is the least severe level l keeps, so that the plugin does not format records the
+// host would drop.
+func logLevel(ctx context.Context, l *slog.Logger) pluginpb.LogLevel {
+	for _, lv := range []struct {
+		slog  slog.Level
+		proto pluginpb.LogLevel
+	}{
+		{levelTrace, pluginpb.LogLevel_LOG_LEVEL_TRACE},
+		{slog.LevelDebug, pluginpb.LogLevel_LOG_LEVEL_DEBUG},
+		{slog.LevelInfo, pluginpb.LogLevel_LOG_LEVEL_INFO},
+		{slog.LevelWarn, pluginpb.LogLevel_LOG_LEVEL_WARN},
+	} {
+		if l.Enabled(ctx, lv.slog) {
+			return lv.proto
+		}
+	}
+	return pluginpb.LogLevel_LOG_LEVEL_ERROR
+}
+
+// MaxInFlight returns the bound on concurrent invocations in effect (0 before Configure).
+func (c *Client) MaxInFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxInFlight
+}
+
+// Invoke runs the function for req and returns how it ended. It is safe for concurrent use:
+// concurrent invocations share one stream to the plugin.
+//
+// fn is called on Invoke's goroutine for each event (output, metric, ack) in the order the
+// function produced them, before Invoke returns. While fn runs, the events of other
+// invocations may wait: keep it short, and do not call Invoke or Drain on the same Client
+// from it. An error from fn
+// cancels the invocation and is returned, wrapped.
+//
+// Invoke blocks while the plugin already runs MaxInFlight invocations (backpressure), until
+// the function finishes, or until ctx is done. The deadline sent to the plugin is
+// req.Deadline, or else ctx's deadline. When ctx ends first, Invoke cancels the invocation in
+// the plugin and returns ctx's error at once; the plugin's slot stays taken until the function
+// returns.
+//
+// The error is nil when the function ran, whatever its outcome: see Result.Kind and
+// Result.Err. Otherwise it is ctx's error, fn's, ErrDraining, ErrClosed, ErrNotConfigured, or
+// ErrExited (the process or the connection died: the function's outcome is unknown).
+func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error) (Result, error) {
+	c.mu.Lock()
+	slots, configured, draining := c.slots, c.configured, c.draining
+	c.mu.Unlock()
+	switch {
+	case !configured:
+		return Result{}, ErrNotConfigured
+	case draining:
+		return Result{}, ErrDraining
+	}
+	deadline := req.Deadline
+	if deadline.IsZero() {
+		deadline, _ = ctx.Deadline()
+	}
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("waiting for an invocation slot: %w", context.Cause(ctx))
+	case <-c.broken:
+		return Result{}, c.brokenErr
+	}
+
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		<-slots
+		return Result{}, ErrDraining
+	}
+	c.nextID++
+	id := c.nextID
+	pc := &pendingCall{events: make(chan *pluginpb.Event, eventBuffer), abandoned: make(chan struct{})}
+	c.pending[id] = pc
+	c.mu.Unlock()
+
+	select {
+	case c.reqs <- &pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Invoke{Invoke: req.proto(deadline)}}:
+	case <-ctx.Done():
+		c.forget(id)
+		return Result{}, fmt.Errorf("sending the invocation: %w", context.Cause(ctx))
+	case <-c.broken:
+		return Result{}, c.brokenErr
+	}
+
+	var res Result
+	for {
+		var ev *pluginpb.Event
+		select {
+		case ev = <-pc.events:
+		case <-ctx.Done():
+			c.abandon(id, pc)
+			return Result{}, fmt.Errorf("invoking: %w", context.Cause(ctx))
+		case <-c.broken:
+			// Events received before the break are still good; Done among them settles it.
+			select {
+			case ev = <-pc.events:
+			default:
+				return Result{}, c.brokenErr
+			}
+		}
+		e, done := convertEvent(ev, &res)
+		if done {
+			if ev.GetDone().GetKind() == pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE {
+				return Result{}, ErrDraining // the plugin began draining on its own (SIGTERM)
+			}
+			return res, nil
+		}
+		if e.Kind == 0 {
+			continue // an event kind this host does not know: newer plugin, ignore
+		}
+		if e.Kind == EventOutput {
+			res.Outputs++
+		}
+		if err := fn(e); err != nil {
+			c.abandon(id, pc)
+			return Result{}, fmt.Errorf("handling an event of the invocation: %w", err)
+		}
+	}
+}
+
+// convertEvent turns ev into an Event, or, for Done, fills res and reports done.
+func convertEvent(ev *pluginpb.Event, res *Result) (e Event, done bool) {
+	switch x := ev.GetEvent().(type) {
+	case *pluginpb.Event_Output:
+		o := x.Output
+		return Event{Kind: EventOutput, Output: Output{
+			Payload:    o.GetPayload(),
+			Key:        o.GetKey(),
+			Properties: o.GetProperties(),
+			EventTime:  fromUnixNano(o.GetEventTimeUnixNano()),
+		}}, false
+	case *pluginpb.Event_Metric:
+		return Event{Kind: EventMetric, Metric: Metric{Name: x.Metric.GetName(), Value: x.Metric.GetValue()}}, false
+	case *pluginpb.Event_Ack:
+		return Event{Kind: EventAck}, false
+	case *pluginpb.Event_Done:
+		d := x.Done
+		res.Error, res.Stack = d.GetError(), d.GetStack()
+		switch d.GetKind() {
+		case pluginpb.ErrorKind_ERROR_KIND_NONE:
+			res.Kind = KindNone
+		case pluginpb.ErrorKind_ERROR_KIND_PANIC:
+			res.Kind = KindPanic
+		case pluginpb.ErrorKind_ERROR_KIND_DEADLINE:
+			res.Kind = KindDeadline
+		case pluginpb.ErrorKind_ERROR_KIND_CANCELED:
+			res.Kind = KindCanceled
+		default: // USER, and UNAVAILABLE which the host's own draining check pre-empts
+			res.Kind = KindUser
+		}
+		return Event{}, true
+	}
+	return Event{}, false
+}
+
+// forget drops an invocation the plugin never received.
+func (c *Client) forget(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pending[id]; ok {
+		delete(c.pending, id)
+		<-c.slots
+		c.signalIdle()
+	}
+}
+
+// abandon is called by an Invoke that returns before Done: its later events are dropped and
+// the plugin is asked to cancel it. The slot is released when Done arrives.
+func (c *Client) abandon(id uint64, pc *pendingCall) {
+	close(pc.abandoned)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pending[id]; !ok {
+		return // Done arrived meanwhile
+	}
+	c.cancels = append(c.cancels, id)
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// signalIdle wakes Drain when nothing is pending. c.mu is held.
+func (c *Client) signalIdle() {
+	if len(c.pending) == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// send writes queued requests and cancels to the stream, batching what is queued at once.
+func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream pluginpb.Function_PipelineClient) {
+	for {
+		var batch []*pluginpb.PipelineRequest
+		size := 0
+		select {
+		case r := <-c.reqs:
+			batch = append(batch, r)
+			size += len(r.GetInvoke().GetPayload())
+		case <-c.wake:
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case r := <-c.reqs:
+				batch = append(batch, r)
+				size += len(r.GetInvoke().GetPayload())
+			default:
+				break more
+			}
+		}
+		c.mu.Lock()
+		for _, id := range c.cancels {
+			batch = append(batch, &pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Cancel{Cancel: &pluginpb.Cancel{}}})
+		}
+		c.cancels = c.cancels[:0]
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		if err := stream.Send(&pluginpb.PipelineRequests{Requests: batch}); err != nil {
+			// The receiver sees why; end the stream so that it does.
+			cancel()
+			return
+		}
+	}
+}
+
+// receive dispatches the plugin's events to their Invoke calls until the stream ends, then
+// marks the Client broken.
+func (c *Client) receive(ctx context.Context, stream pluginpb.Function_PipelineClient) {
+	var err error
+recv:
+	for {
+		var frame *pluginpb.PipelineEvents
+		frame, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		for _, pe := range frame.GetEvents() {
+			_, done := pe.GetEvent().GetEvent().(*pluginpb.Event_Done)
+			c.mu.Lock()
+			pc := c.pending[pe.GetId()]
+			if pc != nil && done {
+				delete(c.pending, pe.GetId())
+				<-c.slots
+				c.signalIdle()
+			}
+			c.mu.Unlock()
+			if pc == nil {
+				continue // an invocation forgotten before it was sent
+			}
+			select {
+			case pc.events <- pe.GetEvent():
+			case <-pc.abandoned:
+			case <-ctx.Done():
+				err = ctx.Err()
+				break recv
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.brokenErr != nil: // Close set it
+	case c.exited.Err() != nil:
+		c.brokenErr = ErrExited
+	default:
+		c.brokenErr = fmt.Errorf("%w: pipeline: %w", ErrExited, err)
+	}
+	close(c.broken)
+	if c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// Health asks the plugin for its state. ctx bounds the call.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	resp, err := c.rpc.Health(ctx, &pluginpb.HealthRequest{})
+	if err != nil {
+		return Health{}, fmt.Errorf("checking plugin health: %w", rpcError(ctx, err))
+	}
+	return Health{
+		Serving:     resp.GetServing(),
+		InFlight:    int(resp.GetInFlight()),
+		MaxInFlight: int(resp.GetMaxInFlight()),
+		Served:      resp.GetServed(),
+	}, nil
+}
+
+// Drain stops accepting invocations (Invoke returns ErrDraining from now on), asks the plugin
+// to do the same, and waits until every invocation in flight has finished and its events were
+// delivered, or ctx is done. Then the process can be killed without losing a result. Drain
+// can be called again, for example with a longer ctx after a timeout.
+func (c *Client) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.configured {
+		c.mu.Unlock()
+		return ErrNotConfigured
+	}
+	c.draining = true
+	c.mu.Unlock()
+	if _, err := c.rpc.Drain(ctx, &pluginpb.DrainRequest{}); err != nil {
+		return fmt.Errorf("draining the plugin: %w", rpcError(ctx, err))
+	}
+	for {
+		c.mu.Lock()
+		n := len(c.pending)
+		if n == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		select {
+		case <-c.broken:
+			c.mu.Unlock()
+			return fmt.Errorf("draining: %d invocations unfinished: %w", n, c.brokenErr)
+		default:
+		}
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle := c.idle
+		c.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("draining: %d invocations unfinished: %w", n, context.Cause(ctx))
+		}
+	}
+}
+
+// Close ends the pipeline stream: the plugin cancels what is in flight, and Invoke calls in
+// progress or to come return ErrClosed. It does not stop the process (Process.Kill does). Close
+// is idempotent, safe for concurrent use, and returns once the Client's goroutines have ended.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		if c.brokenErr == nil {
+			c.brokenErr = ErrClosed
+		}
+		cancel := c.cancel
+		if cancel == nil {
+			// Never configured: no stream, so nothing else will mark the Client broken.
+			c.cancel = func() {}
+			close(c.broken)
+		}
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		c.wg.Wait()
+	})
+	return nil
+}
+
+// rpcError turns the status of a call that ended with its ctx back into ctx's error, so that
+// callers can test it with errors.Is(err, context.DeadlineExceeded). The server may notice the
+// deadline a moment before the client's ctx does.
+func rpcError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+	case codes.Canceled:
+		return fmt.Errorf("%w (%w)", context.Canceled, err)
+	}
+	return err
+}
