@@ -101,7 +101,11 @@ func run(ctx context.Context, handler any, argv0 string, args []string, stdin io
 
 	switch {
 	case *confJSON != "" || *confPath != "":
-		return instance.Run(ctx, instance.Args{ConfJSON: *confJSON, ConfPath: *confPath}, h, stderr)
+		err := instance.Run(ctx, instance.Args{ConfJSON: *confJSON, ConfPath: *confPath}, h, stderr)
+		if errors.Is(err, instance.ErrConfig) {
+			return usageError{err: err}
+		}
+		return err
 	case os.Getenv(plugin.Handshake.MagicCookieKey) == plugin.Handshake.MagicCookieValue:
 		return pluginserve.Serve(ctx, h, stderr)
 	default:
