@@ -80,7 +80,7 @@ func deploy(ctx context.Context, t *testing.T, fn string, extra ...string) deplo
 	}, extra...)
 	_, err := pulsartest.AdminCLI(ctx, t, args...)
 	require.NoError(t, err)
-	admin := pulsartest.Admin(t)
+	admin := pulsartest.FunctionsAdmin(t)
 	t.Cleanup(func() {
 		if err := admin.Functions().DeleteFunction("public", "default", d.name); err != nil {
 			t.Errorf("deleting function %s: %v", d.name, err)
@@ -200,7 +200,7 @@ func TestExamplesInPulsarFunctions(t *testing.T) {
 				assert.NotEmpty(t, m.Properties()[invocation.InputMessageID])
 			}
 
-			admin := pulsartest.Admin(t)
+			admin := pulsartest.FunctionsAdmin(t)
 			var stats string
 			ok := assert.Eventually(t, func() bool {
 				st, err := admin.Functions().GetFunctionStats("public", "default", d.name)

@@ -84,6 +84,7 @@ type Function struct {
 	// Timeout is the invocation deadline (timeoutMs); 0 means none.
 	Timeout time.Duration
 	// MaxRetries is the number of redeliveries before DeadLetterTopic; -1 means retry forever.
+	// With retries and no deadLetterTopic, DeadLetterTopic is <first input>-<name>-DLQ.
 	MaxRetries      int
 	DeadLetterTopic string
 	RetryBackoff    time.Duration
@@ -643,6 +644,23 @@ func (v *validator) retries(c utils.FunctionConfig, f *Function) {
 		} else {
 			f.RetryBackoff = d
 		}
+	}
+	if f.MaxRetries >= 0 && f.SubscriptionType == Failover {
+		field := "maxMessageRetries"
+		if c.MaxMessageRetries == nil {
+			field = "userConfig." + KeyMaxMessageRetries
+		}
+		v.fail(field, "retries need a Shared or Key_Shared subscription: the broker counts redeliveries only there, so they cannot be combined with retainOrdering or EFFECTIVELY_ONCE")
+	}
+	if f.MaxRetries >= 0 && f.DeadLetterTopic == "" {
+		// Where retried-out inputs go when the manifest names no topic: one per function,
+		// next to its (first) input.
+		if len(f.Inputs) > 0 {
+			f.DeadLetterTopic = f.Inputs[0] + "-" + f.Name + "-DLQ"
+		} else {
+			f.DeadLetterTopic = "persistent://" + f.Tenant + "/" + f.Namespace + "/" + f.Name + "-DLQ"
+		}
+		return
 	}
 	if f.DeadLetterTopic != "" {
 		field := "deadLetterTopic"

@@ -168,3 +168,14 @@ func TestProjectManifests(t *testing.T) {
 		assert.NotEmpty(t, f.Source, "%s: go names the source directory", f.Path)
 	}
 }
+
+func TestRetryDefaults(t *testing.T) {
+	t.Parallel()
+	f, err := Load(writeManifest(t, base+"maxMessageRetries: 0\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 0, f.MaxRetries)
+	assert.Equal(t, "persistent://public/default/in-fn-DLQ", f.DeadLetterTopic)
+
+	_, err = Load(writeManifest(t, base+"maxMessageRetries: 2\nretainOrdering: true\n"))
+	assert.ErrorContains(t, err, "retries need a Shared or Key_Shared subscription")
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/apache/pulsar-client-go/pulsaradmin"
+	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/admin/config"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/rest"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/utils"
 )
@@ -102,6 +103,18 @@ func Admin(t testing.TB) pulsaradmin.Client {
 	t.Helper()
 	Require(t)
 	a, err := pulsaradmin.NewClient(&pulsaradmin.Config{WebServiceURL: AdminURL()})
+	if err != nil {
+		t.Fatalf("admin client for %s: %v", AdminURL(), err)
+	}
+	return a
+}
+
+// FunctionsAdmin returns an admin client for the functions REST API, which Pulsar serves under
+// /admin/v3 (the client's default, v2, answers function status and stats with empty objects).
+func FunctionsAdmin(t testing.TB) pulsaradmin.Client {
+	t.Helper()
+	Require(t)
+	a, err := pulsaradmin.NewClient(&pulsaradmin.Config{WebServiceURL: AdminURL(), PulsarAPIVersion: config.V3})
 	if err != nil {
 		t.Fatalf("admin client for %s: %v", AdminURL(), err)
 	}

@@ -39,6 +39,13 @@ type runner struct {
 	work       context.Context // invocations; cancelled when drain's bound passes
 	cancelWork context.CancelFunc
 	lanesDone  sync.WaitGroup
+	lanesOnce  sync.Once
+
+	intake     context.Context // receive's; cancelled by drain
+	stopIntake context.CancelFunc
+	recvMu     sync.Mutex
+	recvState  int           // 0 not started, 1 receiving, 2 stopped
+	recvDone   chan struct{} // closed when receive returns
 
 	mu        sync.Mutex
 	producers map[string]pulsar.Producer
@@ -79,8 +86,9 @@ func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
 	if m.SubscriptionType != manifest.Failover {
 		n = m.Parallelism * h.cfg.MaxInFlight
 	}
-	r := &runner{h: h, f: f, log: log, consumer: c, producers: map[string]pulsar.Producer{}}
+	r := &runner{h: h, f: f, log: log, consumer: c, producers: map[string]pulsar.Producer{}, recvDone: make(chan struct{})}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
+	r.intake, r.stopIntake = context.WithCancel(context.Background())
 	for range n {
 		lane := make(chan pulsar.Message, laneBuffer)
 		r.lanes = append(r.lanes, lane)
@@ -122,13 +130,22 @@ func (b backoff) Next(redeliveryCount uint32) time.Duration {
 	return min(d, b.max)
 }
 
-// receive takes inputs and hands them to lanes until ctx ends; then it closes the lanes.
+// receive takes inputs and hands them to lanes until ctx ends or drain stops intake; then it
+// closes the lanes. It runs at most once.
 func (r *runner) receive(ctx context.Context) {
-	defer func() {
-		for _, l := range r.lanes {
-			close(l)
-		}
-	}()
+	r.recvMu.Lock()
+	if r.recvState != 0 {
+		r.recvMu.Unlock()
+		return
+	}
+	r.recvState = 1
+	r.recvMu.Unlock()
+	defer close(r.recvDone)
+	defer r.closeLanes()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.intake, cancel)
+	defer stop()
 	for {
 		msg, err := r.consumer.Receive(ctx)
 		if err != nil {
@@ -167,10 +184,28 @@ func (r *runner) laneOf(msg pulsar.Message) int {
 	return int(r.rr % uint64(n))
 }
 
-// drain waits for the lanes to finish the inputs they hold (receive has closed them), bounded
-// by ctx; past the bound, the invocations still running are cancelled (their inputs are not
-// acknowledged and will be redelivered). Then it flushes the producers.
+func (r *runner) closeLanes() {
+	r.lanesOnce.Do(func() {
+		for _, l := range r.lanes {
+			close(l)
+		}
+	})
+}
+
+// drain stops intake, waits for the lanes to finish the inputs they hold, bounded by ctx; past
+// the bound, the invocations still running are cancelled (their inputs are not acknowledged and
+// will be redelivered). Then it flushes the producers.
 func (r *runner) drain(ctx context.Context) error {
+	r.stopIntake()
+	r.recvMu.Lock()
+	state := r.recvState
+	r.recvState = 2
+	r.recvMu.Unlock()
+	if state == 1 {
+		<-r.recvDone
+	} else {
+		r.closeLanes()
+	}
 	done := make(chan struct{})
 	go func() {
 		r.lanesDone.Wait()
