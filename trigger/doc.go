@@ -1,0 +1,57 @@
+// Package trigger is fnhost's HTTP trigger service (DESIGN §5): a Gin server that turns HTTP
+// calls into function invocations through an Invoker and streams the outputs back.
+//
+// # Ports
+//
+// The service depends on small interfaces only: Invoker (run a function, list functions),
+// Publisher (optional, fire-and-forget topic publishing) and InvocationStore (async
+// invocation records; MemoryStore is the default). cmd/fnhost wires the host runtime's
+// in-process invoker in embedded mode; a Pulsar-topic invoker and a table-view store come
+// later. The package imports no part of the runtime; it shares only the property names of
+// functions/pf/invocation.
+//
+// # Invoking
+//
+// POST /v1/functions/{tenant}/{namespace}/{name}/invoke (and POST /function/{name} for
+// public/default) takes the body as the payload and these headers:
+//
+//   - X-Message-Key: the message key.
+//   - X-Message-Property-<name>: one property each. Names are lower-cased (HTTP header names
+//     are case-insensitive); fnhost-*, __pfn_*, content-type and trace names are reserved.
+//   - X-Timeout: a Go duration (5s) or integer milliseconds (5000), capped by
+//     Config.MaxTimeout; default Config.DefaultTimeout. It becomes the one deadline of the
+//     invocation, carried to the function.
+//   - traceparent, tracestate: W3C trace context, passed on (a malformed traceparent is 400).
+//   - Content-Type: passed on, and the default content type of a single output.
+//
+// The answer depends on what the caller asks for:
+//
+//   - default: wait, then 200 with the single output's bytes (its key and properties as
+//     X-Message-Key and X-Message-Property-* headers), 204 when there is none, or a JSON array
+//     when there are several. X-Invocation-Id and X-Output-Count are always set.
+//   - Accept: text/event-stream: Server-Sent Events, one "output" event per output with
+//     id = seq, then "done" or "error". Resume with GET /v1/invocations/{id}/events and
+//     Last-Event-ID: the replay buffer keeps recent invocations (Config.Replay*).
+//   - Accept: application/x-ndjson: one JSON line per output, then a {"done":true,…} line.
+//   - Prefer: respond-async (or an X-Callback-Url): 202 with the id and Location:
+//     /v1/invocations/{id}; the record is kept in the InvocationStore and, with
+//     X-Callback-Url, POSTed there (signed with Config.CallbackSecret) with retries.
+//
+// In JSON an output is {"seq","payload" or "payload_base64","key","properties",
+// "content_type"}: "payload" when the bytes are UTF-8, else "payload_base64"; never both.
+//
+// A streamed invocation is tied to its caller: if the caller goes away, the invocation is
+// cancelled. To survive disconnects, invoke with Prefer: respond-async and follow
+// GET /v1/invocations/{id}/events, which resumes with Last-Event-ID.
+//
+// Errors are always {"error":{"code","message","invocation_id"}} with the status that fits;
+// openapi.yaml (served at /openapi.yaml) lists routes, headers and codes.
+//
+// # Auth
+//
+// This version has no authentication: it listens on loopback by default and is meant for a
+// trusted network. Bearer tokens (a static list, or JWT with per-function scopes) will be a
+// middleware in front of the routes, configured through Config; routes and handlers will not
+// change. Callback URLs are not restricted either (any http or https URL), which matters once
+// the trigger faces untrusted callers.
+package trigger

@@ -1,0 +1,283 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// invokeOptions are the parts of an invoke request that are not the function's input.
+type invokeOptions struct {
+	mode        mode
+	callbackURL string
+}
+
+// handleInvoke serves POST /v1/functions/:tenant/:namespace/:name/invoke and POST /function/:name.
+func (s *Server) handleInvoke(c *gin.Context) {
+	fn := Function{Tenant: c.Param("tenant"), Namespace: c.Param("namespace"), Name: c.Param("name")}
+	if fn.Tenant == "" {
+		fn.Tenant, fn.Namespace = "public", "default"
+	}
+	if e := checkNames(fn.Tenant, fn.Namespace, fn.Name); e != nil {
+		s.writeError(c, e)
+		return
+	}
+	c.Set(keyFunction, fn.String())
+	id := newID()
+	c.Header(headerInvocationID, id)
+
+	req, opts, e := s.parseInvoke(c, id)
+	if e != nil {
+		e.InvocationID = id
+		s.writeError(c, e)
+		return
+	}
+	switch opts.mode {
+	case modeAsync:
+		s.startAsync(c, fn, req, opts.callbackURL)
+	case modeSSE, modeNDJSON:
+		s.invokeStream(c, fn, req, opts.mode)
+	default:
+		s.invokeSync(c, fn, req)
+	}
+}
+
+func checkNames(names ...string) *apiError {
+	for _, n := range names {
+		if !validName(n) {
+			return newAPIError(http.StatusBadRequest, codeInvalidName,
+				"name %q: use 1-256 letters, digits and - _ . = :", n)
+		}
+	}
+	return nil
+}
+
+// parseInvoke checks the headers, then reads the body.
+func (s *Server) parseInvoke(c *gin.Context, id string) (*Request, invokeOptions, *apiError) {
+	h := c.Request.Header
+	bad := func(err error) (*Request, invokeOptions, *apiError) {
+		return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidHeader, "%v", err)
+	}
+	timeout, err := parseTimeout(h.Get(headerTimeout), s.cfg.DefaultTimeout, s.cfg.MaxTimeout)
+	if err != nil {
+		return bad(err)
+	}
+	props, err := parseProperties(h)
+	if err != nil {
+		return bad(err)
+	}
+	tp := h.Get(headerTraceParent)
+	if err := parseTraceParent(tp); err != nil {
+		return bad(err)
+	}
+	ct, err := parseContentType(h.Get("Content-Type"))
+	if err != nil {
+		return bad(err)
+	}
+	if h.Get(headerLastEventID) != "" {
+		return bad(errors.New("Last-Event-ID on an invoke would start a new invocation; resume with GET /v1/invocations/{id}/events"))
+	}
+	cb, err := parseCallbackURL(h.Get(headerCallbackURL))
+	if err != nil {
+		return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidCallbackURL, "%v", err)
+	}
+	opts := invokeOptions{mode: negotiate(h.Get("Accept")), callbackURL: cb}
+	// A callback URL implies respond-async: the result goes there, not in this response.
+	if preferAsync(h.Values("Prefer")) || cb != "" {
+		opts.mode = modeAsync
+	}
+	payload, e := s.readBody(c)
+	if e != nil {
+		return nil, invokeOptions{}, e
+	}
+	req := &Request{
+		ID: id, Payload: payload, Key: h.Get(headerKey), Properties: props, ContentType: ct,
+		Deadline: time.Now().Add(timeout), TraceParent: tp, TraceState: cleanTraceState(tp, h.Get(headerTraceState)),
+	}
+	return req, opts, nil
+}
+
+// readBody reads the whole body, at most Config.MaxBodyBytes.
+func (s *Server) readBody(c *gin.Context) ([]byte, *apiError) {
+	tooLarge := newAPIError(http.StatusRequestEntityTooLarge, codePayloadTooLarge,
+		"request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, newAPIError(http.StatusBadRequest, codeBodyUnreadable, "reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+// acquire takes a synchronous slot, or answers 429.
+func (s *Server) acquire(c *gin.Context, id string) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+		e := newAPIError(http.StatusTooManyRequests, codeTooManyRequests,
+			"more than %d invocations in flight; retry later", s.cfg.MaxConcurrent)
+		e.retryAfter, e.InvocationID = true, id
+		s.writeError(c, e)
+		return false
+	}
+}
+
+func (s *Server) release() { <-s.slots }
+
+// outcome turns what Invoke returned into how the invocation ended for the caller.
+func outcome(ctx context.Context, res Result, err error, id string, outputs int64) *streamEnd {
+	switch {
+	case err != nil:
+		if errors.Is(err, context.Canceled) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = context.DeadlineExceeded
+		}
+		return &streamEnd{Outputs: outputs, Err: invokeError(err, id)}
+	case res.Err != nil:
+		return &streamEnd{Outputs: outputs, Err: functionError(res.Err, id)}
+	}
+	return &streamEnd{Outputs: outputs}
+}
+
+// invokeSync runs the invocation and answers with its outputs: 204 for none, the bytes of a
+// single one, a JSON array of several.
+func (s *Server) invokeSync(c *gin.Context, fn Function, req *Request) {
+	if !s.acquire(c, req.ID) {
+		return
+	}
+	defer s.release()
+	ctx, cancel := context.WithDeadline(c.Request.Context(), req.Deadline)
+	defer cancel()
+
+	start := time.Now()
+	var outs []Output
+	var size int64
+	emit := func(o Output) error {
+		if len(outs) == 0 {
+			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(start).Seconds())
+		}
+		if size += int64(len(o.Payload)); size > s.cfg.MaxOutputBytes {
+			return s.outputTooLarge(req.ID)
+		}
+		o.Seq = int64(len(outs))
+		outs = append(outs, o)
+		return nil
+	}
+	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
+	if end := outcome(ctx, res, err, req.ID, int64(len(outs))); end.Err != nil {
+		s.logFailure(c, fn, req.ID, err, end.Err)
+		s.writeError(c, end.Err)
+		return
+	}
+	c.Header(headerOutputCount, strconv.Itoa(len(outs)))
+	switch len(outs) {
+	case 0:
+		c.Status(http.StatusNoContent)
+	case 1:
+		o := outs[0]
+		if o.Key != "" && validHeaderValue(o.Key) {
+			c.Header(headerKey, o.Key)
+		}
+		for k, v := range o.Properties {
+			if validToken(k) && validHeaderValue(v) {
+				c.Header(headerPropPrefix+k, v)
+			}
+		}
+		ct := o.ContentType
+		if ct == "" {
+			ct = req.ContentType
+		}
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		c.Data(http.StatusOK, ct, o.Payload)
+	default:
+		c.JSON(http.StatusOK, outs)
+	}
+}
+
+func (s *Server) outputTooLarge(id string) *apiError {
+	e := newAPIError(http.StatusBadGateway, codeOutputTooLarge,
+		"outputs exceed %d bytes; stream them (Accept: text/event-stream or application/x-ndjson)", s.cfg.MaxOutputBytes)
+	e.InvocationID = id
+	return e
+}
+
+// invokeStream runs the invocation and streams each output as it comes. Until the first
+// output nothing is written, so a failure to start still gets its proper status. The caller
+// going away cancels the invocation.
+func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode) {
+	if !s.acquire(c, req.ID) {
+		return
+	}
+	defer s.release()
+	ctx, cancel := context.WithDeadline(c.Request.Context(), req.Deadline)
+	defer cancel()
+
+	j := s.journals.add(req.ID)
+	st := newStreamer(m, c.Writer, req.ID)
+	start := time.Now()
+	var n int64
+	emit := func(o Output) error {
+		o.Seq = n
+		n++
+		j.append(o)
+		if o.Seq == 0 {
+			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(start).Seconds())
+			st.begin()
+		}
+		if err := st.output(o); err != nil {
+			return fmt.Errorf("streaming output %d of invocation %s: %w", o.Seq, req.ID, err)
+		}
+		return nil
+	}
+	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
+	end := outcome(ctx, res, err, req.ID, n)
+	j.finish(end, time.Now())
+	if end.Err != nil {
+		s.logFailure(c, fn, req.ID, err, end.Err)
+		c.Set(keyStatus, end.Err.Status)
+		if n == 0 {
+			s.writeError(c, end.Err)
+			return
+		}
+	} else if n == 0 {
+		st.begin()
+	}
+	if err := st.end(end); err != nil {
+		// The caller is gone; its invocation ended anyway and the journal has the outcome.
+		s.log.Debug("stream end not delivered", "invocation_id", req.ID, "err", err)
+	}
+}
+
+// logFailure logs an invocation that did not succeed, once, at the level it deserves: a
+// function failure or a caller leaving is routine (Debug); an unexpected invoker error needs a
+// human (Error).
+func (s *Server) logFailure(c *gin.Context, fn Function, id string, err error, e *apiError) {
+	level := slog.LevelDebug
+	if e.Status == http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	s.log.Log(c.Request.Context(), level, "invocation failed", "function", fn.String(),
+		"invocation_id", id, "code", e.Code, "status", e.Status, "err", errOr(err, e))
+}
+
+func errOr(err error, e *apiError) error {
+	if err != nil {
+		return err
+	}
+	return e
+}
