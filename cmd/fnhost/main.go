@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gin-gonic/gin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,7 +26,8 @@ var errReported = errors.New("reported")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	gin.SetMode(gin.ReleaseMode)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	switch {
 	case err == nil:
@@ -43,18 +46,20 @@ const usage = `fnhost — serverless Go functions on Apache Pulsar
 Usage: fnhost <command> [flags]
 
 Commands:
+  dev        run the functions and the HTTP trigger in one process (embedded by default)
+  runtime    run the functions as plugin processes fed from Pulsar topics
+  status     show the functions of a running dev or runtime
   validate   check function manifests (fnhost validate manifests/functions)
   new        create a function: source, test and manifest
   version    print the version
   help       print this help
 
-Coming with their issues: dev (runtime and trigger in one process), runtime, trigger,
-status, deploy, invoke.
+Coming with their issue: trigger (standalone, through Pulsar topics), deploy, invoke.
 
 Run 'fnhost <command> -h' for a command's flags.
 `
 
-func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage
@@ -63,6 +68,12 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fnhost", version)
 		return nil
+	case "dev":
+		return dev(ctx, args[1:], env, stdout, stderr)
+	case "runtime":
+		return runtimeCmd(ctx, args[1:], env, stdout, stderr)
+	case "status":
+		return status(ctx, args[1:], env, stdout, stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
 	case "new":

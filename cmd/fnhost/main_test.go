@@ -28,7 +28,7 @@ func TestRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out, errOut strings.Builder
-			err := run(context.Background(), tc.args, &out, &errOut)
+			err := run(context.Background(), tc.args, nil, &out, &errOut)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("run(%q) error = %v, want %v", tc.args, err, tc.wantErr)
 			}
@@ -46,7 +46,7 @@ func TestNewAndValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut strings.Builder
-	if err := run(context.Background(), []string{"new", "--dir", dir, "greet"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"new", "--dir", dir, "greet"}, nil, &out, &errOut); err != nil {
 		t.Fatalf("fnhost new: %v\n%s", err, errOut.String())
 	}
 	src, err := os.ReadFile(filepath.Join(dir, "functions", "greet", "main.go"))
@@ -57,14 +57,14 @@ func TestNewAndValidate(t *testing.T) {
 		t.Errorf("generated main.go does not parse: %v", err)
 	}
 	// The manifest names go: functions/greet, relative to the project directory.
-	if err := run(context.Background(), []string{"validate", filepath.Join(dir, "manifests", "functions")}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"validate", filepath.Join(dir, "manifests", "functions")}, nil, &out, &errOut); err != nil {
 		t.Errorf("fnhost validate on the new manifest: %v\n%s", err, errOut.String())
 	}
-	if err := run(context.Background(), []string{"new", "--dir", dir, "greet"}, &out, &errOut); err == nil {
+	if err := run(context.Background(), []string{"new", "--dir", dir, "greet"}, nil, &out, &errOut); err == nil {
 		t.Error("fnhost new over an existing function must fail")
 	}
 	errOut.Reset()
-	if err := run(context.Background(), []string{"new", "--dir", dir, "Not_Valid"}, &out, &errOut); !errors.Is(err, errReported) || !strings.Contains(errOut.String(), "not a valid function name") {
+	if err := run(context.Background(), []string{"new", "--dir", dir, "Not_Valid"}, nil, &out, &errOut); !errors.Is(err, errReported) || !strings.Contains(errOut.String(), "not a valid function name") {
 		t.Errorf("invalid name: err %v, stderr %q", err, errOut.String())
 	}
 }
@@ -76,7 +76,7 @@ func TestValidateReportsProblems(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut strings.Builder
-	err := run(context.Background(), []string{"validate", p}, &out, &errOut)
+	err := run(context.Background(), []string{"validate", p}, nil, &out, &errOut)
 	if !errors.Is(err, errReported) || !strings.Contains(errOut.String(), `field "parallelsim": unknown field`) {
 		t.Errorf("validate bad.yaml: err %v, stderr %q", err, errOut.String())
 	}

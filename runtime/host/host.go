@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"sync"
 	"time"
@@ -148,17 +149,30 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		}
 		h.client = c
 	}
-	for _, m := range cfg.Functions {
-		f, err := h.start(ctx, m)
-		if err != nil {
-			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-			defer cancel()
-			return nil, errors.Join(err, h.Close(closeCtx))
+	// Functions build and start concurrently, a few at a time: go build is CPU-bound.
+	started := make([]*function, len(cfg.Functions))
+	errs := make([]error, len(cfg.Functions))
+	sem := make(chan struct{}, max(2, goruntime.NumCPU()))
+	var wg sync.WaitGroup
+	for i, m := range cfg.Functions {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			started[i], errs[i] = h.start(ctx, m)
+		})
+	}
+	wg.Wait()
+	for i, f := range started {
+		if f == nil {
+			continue
 		}
-		h.mu.Lock()
-		h.funcs[m.FQFN()] = f
+		h.funcs[cfg.Functions[i].FQFN()] = f
 		h.order = append(h.order, f)
-		h.mu.Unlock()
+	}
+	if err := errors.Join(errs...); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		return nil, errors.Join(err, h.Close(closeCtx))
 	}
 	return h, nil
 }

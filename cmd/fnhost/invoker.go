@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/fnhost/fnhost/functions/pf/invocation"
+	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/runtime/host"
+	"github.com/fnhost/fnhost/trigger"
+)
+
+// hostInvoker is the trigger's Invoker over the runtime's in-process Invoke: embedded mode.
+type hostInvoker struct{ h *host.Host }
+
+var _ trigger.Invoker = hostInvoker{}
+
+// Invoke implements trigger.Invoker.
+func (a hostInvoker) Invoke(ctx context.Context, fn trigger.Function, req *trigger.Request, emit func(trigger.Output) error) (trigger.Result, error) {
+	props := maps.Clone(req.Properties)
+	if props == nil {
+		props = map[string]string{}
+	}
+	props[invocation.ID] = req.ID
+	if req.ContentType != "" {
+		props[invocation.ContentType] = req.ContentType
+	}
+	if req.TraceParent != "" {
+		props[invocation.TraceParent] = req.TraceParent
+	}
+	if req.TraceState != "" {
+		props[invocation.TraceState] = req.TraceState
+	}
+	now := time.Now()
+	preq := &plugin.Request{
+		Payload: req.Payload, Key: req.Key, Properties: props, Topic: "http",
+		EventTime: now, PublishTime: now, Deadline: req.Deadline,
+	}
+	res, err := a.h.Invoke(ctx, fn.String(), preq, func(e plugin.Event) error {
+		if e.Kind != plugin.EventOutput {
+			return nil
+		}
+		return emit(trigger.Output{
+			Payload: e.Output.Payload, Key: e.Output.Key, Properties: e.Output.Properties,
+			ContentType: e.Output.Properties[invocation.ContentType],
+		})
+	})
+	switch {
+	case errors.Is(err, host.ErrFunctionNotFound):
+		return trigger.Result{}, fmt.Errorf("%w: %s is not among the functions this runtime runs", trigger.ErrFunctionNotFound, fn)
+	case errors.Is(err, host.ErrUnavailable):
+		return trigger.Result{}, fmt.Errorf("%w: %s has no running process right now (restarting?)", trigger.ErrUnavailable, fn)
+	case err != nil:
+		return trigger.Result{}, err
+	}
+	out := trigger.Result{Outputs: res.Outputs}
+	kinds := map[plugin.Kind]trigger.ErrorKind{
+		plugin.KindUser: trigger.KindUser, plugin.KindPanic: trigger.KindPanic,
+		plugin.KindDeadline: trigger.KindDeadline, plugin.KindCanceled: trigger.KindCanceled,
+	}
+	if k, failed := kinds[res.Kind]; failed {
+		out.Err = &trigger.FunctionError{Kind: k, Message: res.Error}
+	}
+	return out, nil
+}
+
+// Functions implements trigger.Invoker.
+func (a hostInvoker) Functions(context.Context) ([]trigger.FunctionInfo, error) {
+	fns := a.h.Functions()
+	out := make([]trigger.FunctionInfo, 0, len(fns))
+	for _, m := range fns {
+		out = append(out, trigger.FunctionInfo{
+			Function:    trigger.Function{Tenant: m.Tenant, Namespace: m.Namespace, Name: m.Name},
+			Inputs:      m.Inputs,
+			Output:      m.Output,
+			Parallelism: m.Parallelism,
+			Runtime:     runtimeName(a.h),
+			Timeout:     m.Timeout,
+		})
+	}
+	return out, nil
+}
+
+func runtimeName(h *host.Host) string {
+	if h.Embedded() {
+		return "embedded"
+	}
+	return "host"
+}

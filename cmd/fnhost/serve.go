@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fnhost/fnhost/internal/manifest"
+	"github.com/fnhost/fnhost/runtime/admin"
+	"github.com/fnhost/fnhost/runtime/build"
+	"github.com/fnhost/fnhost/runtime/host"
+	"github.com/fnhost/fnhost/trigger"
+)
+
+// serveFlags binds the flags of dev (withTrigger) or runtime over c, whose values are the
+// defaults (from the environment).
+func serveFlags(name string, c *serveConfig, withTrigger bool, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("fnhost "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if withTrigger {
+		fs.StringVar(&c.Addr, "addr", c.Addr, "the HTTP trigger's listen address (FNHOST_ADDR)")
+		fs.BoolVar(&c.Watch, "watch", c.Watch, "rebuild and reload a function when its source changes (FNHOST_WATCH)")
+	}
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics, health and status listen address (FNHOST_ADMIN_ADDR)")
+	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "directory of function manifests (FNHOST_MANIFESTS)")
+	fs.StringVar(&c.PulsarURL, "pulsar-url", c.PulsarURL, "Pulsar service URL; empty runs embedded, without Pulsar (FNHOST_PULSAR_URL)")
+	fs.StringVar(&c.BuildDir, "build-dir", c.BuildDir, "where functions built from source go (FNHOST_BUILD_DIR; default: the user cache)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on finishing in-flight work at shutdown (FNHOST_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "concurrent invocations per plugin process (FNHOST_MAX_IN_FLIGHT)")
+	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FNHOST_LOG_LEVEL)")
+	return fs
+}
+
+const devUsage = `Usage: fnhost dev [flags]
+
+Runs every function of the manifests directory and the HTTP trigger in one process. With no
+Pulsar URL (the default) functions are invoked in process: nothing else is needed. Functions
+given as source (go: functions/<name>) are built first and, with --watch, rebuilt and swapped
+in when their source changes, without losing an invocation.
+
+Flags:
+`
+
+const runtimeUsage = `Usage: fnhost runtime [flags]
+
+Runs every function of the manifests directory as plugin processes fed from Pulsar topics:
+each consumes its inputs and publishes to its output topic, with the manifest's subscription,
+ordering, guarantees, timeout and retries. Serves metrics, health and status on --admin-addr.
+
+Flags:
+`
+
+// dev runs the runtime and the trigger in one process.
+func dev(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
+	return serve(ctx, "dev", devUsage, true, args, env, stdout, stderr)
+}
+
+// runtimeCmd runs the host runtime against Pulsar.
+func runtimeCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
+	return serve(ctx, "runtime", runtimeUsage, false, args, env, stdout, stderr)
+}
+
+func serve(ctx context.Context, name, usage string, withTrigger bool, args, env []string, stdout, stderr io.Writer) error {
+	c, err := serveConfigFromEnv(env)
+	if err != nil {
+		fmt.Fprintln(stderr, "fnhost:", err)
+		return errReported
+	}
+	if !withTrigger && c.PulsarURL == "" {
+		c.PulsarURL = "pulsar://127.0.0.1:6650"
+	}
+	fs := serveFlags(name, &c, withTrigger, stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fnhost %s: unexpected argument %q\n", name, fs.Arg(0))
+		return errUsage
+	}
+	if !withTrigger && c.PulsarURL == "" {
+		fmt.Fprintln(stderr, "fnhost runtime: --pulsar-url is empty; the runtime feeds functions from Pulsar (use fnhost dev to run without it)")
+		return errUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+	progress := func(msg string) { fmt.Fprintf(stderr, "fnhost: %s\n", msg) }
+
+	fns, err := manifest.LoadDir(c.Manifests)
+	if err != nil {
+		fmt.Fprintf(stderr, "fnhost: the manifests in %s are not valid:\n%v\n", c.Manifests, err)
+		return errReported
+	}
+	mode := "embedded"
+	if c.PulsarURL != "" {
+		mode = "pulsar " + c.PulsarURL
+	}
+	progress(fmt.Sprintf("starting %d function(s) from %s (%s)", len(fns), c.Manifests, mode))
+	startCtx, cancelStart := context.WithTimeout(ctx, 10*time.Minute)
+	h, err := host.New(startCtx, host.Config{
+		Functions: fns, PulsarURL: c.PulsarURL, BuildDir: c.BuildDir,
+		MaxInFlight: c.MaxInFlight, ShutdownTimeout: c.ShutdownTimeout,
+		Logger: logger, Progress: progress,
+	})
+	cancelStart()
+	if err != nil {
+		return err
+	}
+
+	adminLn, err := net.Listen("tcp", c.AdminAddr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("admin endpoints: %w", err), closeHost(h, c.ShutdownTimeout))
+	}
+	adminSrv := &http.Server{Handler: admin.Handler(h, modeName(h)), ReadHeaderTimeout: 10 * time.Second}
+
+	var trig *trigger.Server
+	var trigLn net.Listener
+	if withTrigger {
+		trig, err = trigger.New(trigger.Config{
+			Invoker: hostInvoker{h}, Logger: logger, ShutdownTimeout: c.ShutdownTimeout,
+			Ready: func(context.Context) error {
+				if !h.Ready() {
+					return errors.New("a function has no running process")
+				}
+				return nil
+			},
+		})
+		if err == nil {
+			trigLn, err = net.Listen("tcp", c.Addr)
+		}
+		if err != nil {
+			_ = adminLn.Close() // unused; the trigger error is the one to report
+			return errors.Join(fmt.Errorf("trigger: %w", err), closeHost(h, c.ShutdownTimeout))
+		}
+	}
+
+	// Shutdown order: the trigger stops taking requests and finishes its in-flight ones, then
+	// the runtime stops intake, finishes its work and stops the plugins, then the admin
+	// endpoints go.
+	hostCtx, stopHost := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHost()
+	var (
+		wg                 sync.WaitGroup
+		hostErr, adminErr  error
+		trigErr            error
+		hostDone, trigDone = make(chan struct{}), make(chan struct{})
+	)
+	wg.Go(func() {
+		defer close(hostDone)
+		hostErr = h.Run(hostCtx)
+	})
+	wg.Go(func() {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			adminErr = fmt.Errorf("admin endpoints: %w", err)
+		}
+	})
+	trigCtx, stopTrig := context.WithCancel(ctx)
+	defer stopTrig()
+	if withTrigger {
+		wg.Go(func() {
+			defer close(trigDone)
+			trigErr = trig.Serve(trigCtx, trigLn)
+		})
+		if c.Watch {
+			wg.Go(func() { watch(trigCtx, h, fns, progress) })
+		}
+	} else {
+		close(trigDone)
+	}
+
+	fmt.Fprintf(stdout, "fnhost %s: %d function(s) running (%s); status: http://%s/v1/status\n", name, len(fns), mode, adminLn.Addr())
+	if withTrigger {
+		example := fns[0].Name
+		for _, f := range fns {
+			if f.Name == "echo" {
+				example = "echo"
+			}
+		}
+		fmt.Fprintf(stdout, "fnhost dev: invoke functions at http://%s/function/<name>, e.g.\n  curl -s -d 'hello fnhost' http://%s/function/%s\n", trigLn.Addr(), trigLn.Addr(), example)
+	}
+
+	select {
+	case <-ctx.Done():
+	case <-hostDone: // the runtime stopped on its own: an error
+	case <-trigDone:
+	}
+	progress("shutting down")
+	stopTrig()
+	// Shutdown order: the trigger stops taking requests and finishes its in-flight ones (it
+	// watches ctx, with its own bound), then the runtime stops intake, finishes its work within
+	// ShutdownTimeout and stops the plugins, then the admin endpoints go.
+	<-trigDone
+	stopHost()
+	<-hostDone
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	shutdownErr := adminSrv.Shutdown(shutdownCtx)
+	wg.Wait()
+	progress("stopped")
+	return errors.Join(trigErr, hostErr, adminErr, shutdownErr)
+}
+
+func modeName(h *host.Host) string {
+	if h.Embedded() {
+		return "embedded"
+	}
+	return "pulsar"
+}
+
+func closeHost(h *host.Host, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	return h.Close(ctx)
+}
+
+// watch rebuilds and reloads a function when the newest modification time of its source
+// changes, polling twice a second, until ctx ends. A build error is printed and the running
+// version stays.
+func watch(ctx context.Context, h *host.Host, fns []*manifest.Function, progress func(string)) {
+	seen := map[string]int64{}
+	for _, f := range fns {
+		if f.Source != "" {
+			seen[f.FQFN()], _ = build.Newest(f.Source) // 0 on error: the next poll tells
+		}
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, f := range fns {
+			if f.Source == "" {
+				continue
+			}
+			n, err := build.Newest(f.Source)
+			if err != nil || n == seen[f.FQFN()] {
+				continue
+			}
+			seen[f.FQFN()] = n
+			if err := h.Rebuild(ctx, f.FQFN()); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				progress(fmt.Sprintf("%s: keeping the running version: %v", f.FQFN(), err))
+			}
+		}
+	}
+}
