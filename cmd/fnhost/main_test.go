@@ -5,9 +5,11 @@ import (
 	"errors"
 	"go/parser"
 	"go/token"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -80,4 +82,16 @@ func TestValidateReportsProblems(t *testing.T) {
 	if !errors.Is(err, errReported) || !strings.Contains(errOut.String(), `field "parallelsim": unknown field`) {
 		t.Errorf("validate bad.yaml: err %v, stderr %q", err, errOut.String())
 	}
+}
+
+// lockedWriter serialises writes from the goroutines of a running command.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

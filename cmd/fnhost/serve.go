@@ -191,10 +191,14 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 		fmt.Fprintf(stdout, "fnhost dev: invoke functions at http://%s/function/<name>, e.g.\n  curl -s -d 'hello fnhost' http://%s/function/%s\n", trigLn.Addr(), trigLn.Addr(), example)
 	}
 
+	var trigStopped <-chan struct{} // nil without a trigger: never ready
+	if withTrigger {
+		trigStopped = trigDone
+	}
 	select {
 	case <-ctx.Done():
 	case <-hostDone: // the runtime stopped on its own: an error
-	case <-trigDone:
+	case <-trigStopped:
 	}
 	progress("shutting down")
 	stopTrig()
