@@ -15,7 +15,7 @@ RUNFLAG   := $(if $(T),-run '$(T)',)
 export PULSAR_VERSION
 
 .PHONY: help build plugins deploy deploy-all undeploy test test-unit test-integration test-disruptive lint fmt generate \
-        pulsar-up pulsar-down pulsar-status pulsar-logs pulsar-reset run clean
+        pulsar-up pulsar-down pulsar-status pulsar-logs pulsar-reset run clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -41,8 +41,11 @@ undeploy: ## delete the deployed function $(FN)
 generate: ## regenerate the protobuf code (protoc + the pinned go tools)
 	$(GO) generate ./...
 
-run: build ## run the main job: fnhost dev (runtime + trigger, embedded, no Pulsar needed)
-	$(BIN)/fnhost dev
+# make run PULSAR=1 starts the standalone and runs every function through real topics.
+PULSAR    ?=
+run: build ## run the main job: fnhost dev (runtime + trigger; embedded, no Pulsar needed; PULSAR=1: through Pulsar)
+	@if [ -n "$(PULSAR)" ]; then scripts/pulsar start && $(BIN)/fnhost dev --pulsar-url pulsar://127.0.0.1:6650; \
+	else $(BIN)/fnhost dev; fi
 
 test: test-unit pulsar-up test-integration test-disruptive ## everything: unit, then integration against a real Pulsar
 	@echo "make test: all suites passed"
@@ -64,6 +67,9 @@ lint: ## gofmt, go vet (all build tags), shell syntax of the scripts
 
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
+
+bench: pulsar-up ## fnhost vs same-run baselines: Pulsar throughput, plugin invoke, memory (BENCH_N, BENCH_DURATION)
+	$(GO) run ./internal/bench
 
 pulsar-up: ## provision (first time) and start the Pulsar standalone with its functions worker
 	scripts/pulsar start
