@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -415,7 +414,7 @@ func (r *runner) newOutputs(in pulsar.Message) *outputs {
 		base[invocation.ID] = id
 	}
 	base[invocation.InputTopic] = in.Topic()
-	base[invocation.InputMessageID] = base64.StdEncoding.EncodeToString(in.ID().Serialize())
+	base[invocation.InputMessageID] = invocation.MessageID(in)
 	return &outputs{r: r, in: in, replyTo: props[invocation.ReplyTo], base: base}
 }
 

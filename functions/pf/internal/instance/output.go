@@ -2,7 +2,6 @@ package instance
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
@@ -62,7 +60,7 @@ func outputMessage(in pulsar.Message, out call.Output, forward bool) *pulsar.Pro
 	}
 	maps.Copy(props, out.Properties)
 	props[invocation.InputTopic] = in.Topic()
-	props[invocation.InputMessageID] = base64.StdEncoding.EncodeToString(javaMessageID(in))
+	props[invocation.InputMessageID] = invocation.MessageID(in)
 	m := &pulsar.ProducerMessage{
 		Payload:     out.Payload,
 		Key:         out.Key,
@@ -78,41 +76,6 @@ func outputMessage(in pulsar.Message, out call.Output, forward bool) *pulsar.Pro
 		m.EventTime = in.EventTime()
 	}
 	return m
-}
-
-// javaMessageID serializes the id of m the way Pulsar's Java client does (MessageIdData):
-// no partition for a non-partitioned topic (Go says 0, Java -1) and no batch index for an
-// entry holding one message (Go says index 0 of 1). `pulsar-admin functions trigger` decodes
-// __pfn_input_msg_id__ and compares it with the id its Java producer got, so Go's own
-// Serialize never matches. A batch of one from a Go producer is encoded as a single message
-// too: the Go client cannot tell the two apart.
-func javaMessageID(m pulsar.Message) []byte {
-	id := m.ID()
-	b := protowire.AppendTag(nil, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(id.LedgerID()))
-	b = protowire.AppendTag(b, 2, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(id.EntryID()))
-	if partitioned(m.Topic()) && id.PartitionIdx() >= 0 {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(id.PartitionIdx()))
-	}
-	if id.BatchSize() > 1 && id.BatchIdx() >= 0 {
-		b = protowire.AppendTag(b, 4, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(id.BatchIdx()))
-		b = protowire.AppendTag(b, 6, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(id.BatchSize()))
-	}
-	return b
-}
-
-// partitioned reports whether topic names one partition of a partitioned topic.
-func partitioned(topic string) bool {
-	i := strings.LastIndex(topic, "-partition-")
-	if i < 0 {
-		return false
-	}
-	_, err := strconv.Atoi(topic[i+len("-partition-"):])
-	return err == nil
 }
 
 // withReply returns a copy of m carrying the reply properties of output seq.

@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"encoding/base64"
 	"testing"
 	"time"
 
@@ -47,30 +46,6 @@ func decodeID(t *testing.T, b []byte) map[protowire.Number]uint64 {
 	return out
 }
 
-func TestJavaMessageID(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name  string
-		topic string
-		id    msgID
-		want  map[protowire.Number]uint64
-	}{
-		{"single message, non-partitioned", "persistent://public/default/in", msgID{33, 1, 0, 0, 1},
-			map[protowire.Number]uint64{1: 33, 2: 1}},
-		{"batched", "persistent://public/default/in", msgID{33, 1, 2, 0, 5},
-			map[protowire.Number]uint64{1: 33, 2: 1, 4: 2, 6: 5}},
-		{"partition", "persistent://public/default/in-partition-3", msgID{7, 8, 0, 3, 1},
-			map[protowire.Number]uint64{1: 7, 2: 8, 3: 3}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got := javaMessageID(&call.Message{TopicName: tc.topic, MsgID: tc.id})
-			assert.Equal(t, tc.want, decodeID(t, got))
-		})
-	}
-}
-
 func TestOutputMessage(t *testing.T) {
 	t.Parallel()
 	inTime := time.UnixMilli(1_700_000_000_000)
@@ -85,7 +60,7 @@ func TestOutputMessage(t *testing.T) {
 			invocation.ID: "inv", invocation.Seq: "9", invocation.Final: "true",
 		},
 	}
-	wantID := base64.StdEncoding.EncodeToString(javaMessageID(in))
+	wantID := invocation.MessageID(in)
 	tests := []struct {
 		name    string
 		out     call.Output
