@@ -39,6 +39,7 @@ type runner struct {
 	cancelWork context.CancelFunc
 	lanesDone  sync.WaitGroup
 	lanesOnce  sync.Once
+	settling   sync.WaitGroup // inputs whose outputs are still being persisted
 
 	intake     context.Context // receive's; cancelled by drain
 	stopIntake context.CancelFunc
@@ -219,11 +220,22 @@ func (r *runner) drain(ctx context.Context) error {
 		<-done
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for topic, p := range r.producers {
 		if ferr := p.FlushWithCtx(ctx); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("flushing producer of %s: %w", topic, ferr))
 		}
+	}
+	r.mu.Unlock()
+	// Every input still being settled waits for its sends' callbacks, which flush hastened.
+	settled := make(chan struct{})
+	go func() {
+		r.settling.Wait()
+		close(settled)
+	}()
+	select {
+	case <-settled:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("%s: outputs not persisted within the shutdown timeout (their inputs will be redelivered)", r.f.m.FQFN()))
 	}
 	return err
 }
@@ -338,8 +350,18 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 	lastTry := m.MaxRetries >= 0 && int(msg.RedeliveryCount()) >= m.MaxRetries
 	// A failure is reported to the caller only when no retry will follow.
 	report := failed == "" || m.MaxRetries < 0 || lastTry || (!deadline.IsZero() && time.Now().After(deadline))
-	sendErr := out.finish(ctx, failed, report)
+	// The input is settled once its outputs are persisted, in the last send's callback: the
+	// lane goes on with the next input meanwhile (outputs keep their order in the producer).
+	r.settling.Add(1)
+	out.finish(ctx, failed, report, func(sendErr error) {
+		defer r.settling.Done()
+		r.conclude(msg, l, start, err, res, lastTry, sendErr)
+	})
+}
 
+// conclude counts and settles one input once its outputs are persisted (or failed).
+func (r *runner) conclude(msg pulsar.Message, l *labels, start time.Time, err error, res plugin.Result, lastTry bool, sendErr error) {
+	m := r.f.m
 	switch {
 	case err != nil:
 		r.h.metrics.onSystemException(l)
@@ -393,9 +415,10 @@ type outputs struct {
 	held    *plugin.Output
 	seq     int
 
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	errs []error
+	mu      sync.Mutex
+	pending int         // sends in flight, plus one until finish is called
+	done    func(error) // called once, when pending reaches 0 after finish
+	errs    []error
 }
 
 func (r *runner) newOutputs(in pulsar.Message) *outputs {
@@ -415,7 +438,7 @@ func (r *runner) newOutputs(in pulsar.Message) *outputs {
 	}
 	base[invocation.InputTopic] = in.Topic()
 	base[invocation.InputMessageID] = invocation.MessageID(in)
-	return &outputs{r: r, in: in, replyTo: props[invocation.ReplyTo], base: base}
+	return &outputs{r: r, in: in, replyTo: props[invocation.ReplyTo], base: base, pending: 1}
 }
 
 func (o *outputs) add(ctx context.Context, out plugin.Output) error {
@@ -427,9 +450,13 @@ func (o *outputs) add(ctx context.Context, out plugin.Output) error {
 }
 
 // finish sends the held output as the final one (with failed as the error text when not
-// empty; to reply-to only when report is true), waits for every send and returns the first
-// send error.
-func (o *outputs) finish(ctx context.Context, failed string, report bool) error {
+// empty; to reply-to only when report is true), and calls done with the sends' errors once
+// every send has completed, from the last send's callback (or at once when nothing is in
+// flight).
+func (o *outputs) finish(ctx context.Context, failed string, report bool, done func(error)) {
+	o.mu.Lock()
+	o.done = done
+	o.mu.Unlock()
 	switch {
 	case o.held != nil && failed == "":
 		o.send(ctx, *o.held, true, "")
@@ -441,10 +468,22 @@ func (o *outputs) finish(ctx context.Context, failed string, report bool) error 
 	case report:
 		o.reply(ctx, plugin.Output{}, true, failed)
 	}
-	o.wg.Wait()
+	o.release(nil)
+}
+
+// release ends one pending send (or finish's own token) with err.
+func (o *outputs) release(err error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	return errors.Join(o.errs...)
+	if err != nil {
+		o.errs = append(o.errs, err)
+	}
+	o.pending--
+	last := o.pending == 0
+	done, errs := o.done, o.errs
+	o.mu.Unlock()
+	if last {
+		done(errors.Join(errs...))
+	}
 }
 
 // send publishes out to the output topic and to reply-to.
@@ -492,12 +531,14 @@ func (o *outputs) publish(ctx context.Context, topic string, msg *pulsar.Produce
 		o.fail(err)
 		return
 	}
-	o.wg.Add(1)
+	o.mu.Lock()
+	o.pending++
+	o.mu.Unlock()
 	p.SendAsync(ctx, msg, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
-		defer o.wg.Done()
 		if err != nil {
-			o.fail(fmt.Errorf("publishing to %s: %w", topic, err))
+			err = fmt.Errorf("publishing to %s: %w", topic, err)
 		}
+		o.release(err)
 	})
 }
 
