@@ -48,13 +48,14 @@ Usage: fnhost <command> [flags]
 Commands:
   dev        run the functions and the HTTP trigger in one process (embedded by default)
   runtime    run the functions as plugin processes fed from Pulsar topics
+  trigger    run the HTTP trigger alone, invoking functions through Pulsar topics
+  invoke     invoke a function through a running trigger (fnhost invoke echo --data hi)
   status     show the functions of a running dev or runtime
+  deploy     build and deploy functions into Pulsar Functions (admin REST API, no Java)
   validate   check function manifests (fnhost validate manifests/functions)
   new        create a function: source, test and manifest
   version    print the version
   help       print this help
-
-Coming with their issue: trigger (standalone, through Pulsar topics), deploy, invoke.
 
 Run 'fnhost <command> -h' for a command's flags.
 `
@@ -72,8 +73,14 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return dev(ctx, args[1:], env, stdout, stderr)
 	case "runtime":
 		return runtimeCmd(ctx, args[1:], env, stdout, stderr)
+	case "trigger":
+		return triggerCmd(ctx, args[1:], env, stdout, stderr)
+	case "invoke":
+		return invokeCmd(ctx, args[1:], env, os.Stdin, stdout, stderr)
 	case "status":
 		return status(ctx, args[1:], env, stdout, stderr)
+	case "deploy":
+		return deploy(ctx, args[1:], env, stdout, stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
 	case "new":

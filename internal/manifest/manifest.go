@@ -88,6 +88,9 @@ type Function struct {
 	MaxRetries      int
 	DeadLetterTopic string
 	RetryBackoff    time.Duration
+	// fields are the top-level keys the manifest sets.
+	fields map[string]bool
+
 	// ForwardProperties copies the input's properties to its outputs
 	// (forwardSourceMessageProperty; true unless the manifest says false, as in the worker).
 	ForwardProperties bool
@@ -96,6 +99,10 @@ type Function struct {
 
 // FQFN is tenant/namespace/name.
 func (f *Function) FQFN() string { return f.Tenant + "/" + f.Namespace + "/" + f.Name }
+
+// ConfigHas reports whether the manifest sets the top-level field (a FunctionConfig YAML
+// key), to tell an explicit false or zero from an absent one.
+func (f *Function) ConfigHas(field string) bool { return f.fields[field] }
 
 // Error is a problem with one manifest.
 type Error struct {
@@ -304,7 +311,10 @@ func (v *validator) line(field string) int {
 func (v *validator) has(field string) bool { return v.line(field) > 0 }
 
 func (v *validator) function(c utils.FunctionConfig) *Function {
-	f := &Function{Path: v.path, Config: c, Tenant: c.Tenant, Namespace: c.Namespace, Name: c.Name}
+	f := &Function{Path: v.path, Config: c, Tenant: c.Tenant, Namespace: c.Namespace, Name: c.Name, fields: map[string]bool{}}
+	for i := 0; v.root.Kind == yaml.MappingNode && i+1 < len(v.root.Content); i += 2 {
+		f.fields[v.root.Content[i].Value] = true
+	}
 	if f.Tenant == "" {
 		f.Tenant = "public"
 	}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fnhost/fnhost/internal/manifest"
+	"github.com/fnhost/fnhost/trigger"
+	"github.com/fnhost/fnhost/trigger/pulsarinvoke"
+)
+
+// triggerConfig is the configuration of fnhost trigger. Each field has an FNHOST_* variable;
+// flags override the environment.
+type triggerConfig struct {
+	Addr      string // FNHOST_ADDR: the listen address
+	PulsarURL string // FNHOST_PULSAR_URL
+	AdminURL  string // FNHOST_ADMIN_URL: Pulsar's admin REST API; empty: manifests only
+	Manifests string // FNHOST_MANIFESTS: functions known without the admin API; may be absent
+	// manifestsSet is true when the manifests directory was asked for: then it must exist.
+	manifestsSet    bool
+	ReplyTopic      string        // FNHOST_REPLY_TOPIC: default a topic of this instance
+	LogLevel        slog.Level    // FNHOST_LOG_LEVEL
+	ShutdownTimeout time.Duration // FNHOST_SHUTDOWN_TIMEOUT
+}
+
+// triggerConfigFromEnv reads the FNHOST_* variables of fnhost trigger over its defaults. It
+// shares the parsing of the variables it has in common with dev and runtime.
+func triggerConfigFromEnv(env []string) (triggerConfig, error) {
+	s, err := serveConfigFromEnv(env)
+	c := triggerConfig{
+		Addr: s.Addr, PulsarURL: s.PulsarURL, AdminURL: "http://127.0.0.1:8080", Manifests: s.Manifests,
+		LogLevel: s.LogLevel, ShutdownTimeout: s.ShutdownTimeout,
+	}
+	if c.PulsarURL == "" {
+		c.PulsarURL = "pulsar://127.0.0.1:6650"
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "FNHOST_ADMIN_URL":
+			c.AdminURL = v
+		case "FNHOST_REPLY_TOPIC":
+			c.ReplyTopic = v
+		case "FNHOST_MANIFESTS":
+			c.manifestsSet = true
+		}
+	}
+	return c, err
+}
+
+const triggerUsage = `Usage: fnhost trigger [flags]
+
+Runs the HTTP trigger alone, invoking functions through Pulsar topics: a request becomes a
+message on the function's input topic and the function's outputs come back from Pulsar,
+whether it runs in 'fnhost runtime' or was deployed into Pulsar Functions with pulsar-admin.
+Functions are found in the manifests directory, then through Pulsar's admin API.
+
+Flags:
+`
+
+// triggerCmd runs the trigger over the Pulsar invoker until ctx ends.
+func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	c, err := triggerConfigFromEnv(env)
+	if err != nil {
+		fmt.Fprintln(stderr, "fnhost:", err)
+		return errReported
+	}
+	fset := flag.NewFlagSet("fnhost trigger", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(fset.Output(), triggerUsage)
+		fset.PrintDefaults()
+	}
+	fset.StringVar(&c.Addr, "addr", c.Addr, "listen address (FNHOST_ADDR)")
+	fset.StringVar(&c.PulsarURL, "pulsar-url", c.PulsarURL, "Pulsar service URL (FNHOST_PULSAR_URL)")
+	fset.StringVar(&c.AdminURL, "admin-url", c.AdminURL, "Pulsar admin URL, to find deployed functions; empty: manifests only (FNHOST_ADMIN_URL)")
+	fset.Func("manifests", "directory of function manifests (FNHOST_MANIFESTS; default "+c.Manifests+", skipped when absent)", func(v string) error {
+		c.Manifests, c.manifestsSet = v, true
+		return nil
+	})
+	fset.StringVar(&c.ReplyTopic, "reply-topic", c.ReplyTopic, "topic for replies (FNHOST_REPLY_TOPIC; default: one per instance, removed at exit)")
+	fset.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on finishing in-flight requests at shutdown (FNHOST_SHUTDOWN_TIMEOUT)")
+	fset.TextVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FNHOST_LOG_LEVEL)")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if fset.NArg() > 0 {
+		fmt.Fprintf(stderr, "fnhost trigger: unexpected argument %q\n", fset.Arg(0))
+		return errUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+
+	var fns []*manifest.Function
+	if _, err := os.Stat(c.Manifests); err == nil || c.manifestsSet {
+		fns, err = manifest.LoadDir(c.Manifests)
+		if err != nil {
+			fmt.Fprintf(stderr, "fnhost: the manifests in %s are not valid:\n%v\n", c.Manifests, err)
+			return errReported
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("manifests: %w", err)
+	}
+
+	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
+	inv, err := pulsarinvoke.New(startCtx, pulsarinvoke.Config{
+		ServiceURL: c.PulsarURL, AdminURL: c.AdminURL, Functions: fns, ReplyTopic: c.ReplyTopic, Logger: logger,
+	})
+	cancelStart()
+	if err != nil {
+		fmt.Fprintf(stderr, "fnhost trigger: cannot reach Pulsar at %s: %v\n", c.PulsarURL, err)
+		return errReported
+	}
+	closeInv := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return inv.Close(cctx)
+	}
+	trig, err := trigger.New(trigger.Config{
+		Invoker: inv, Publisher: inv, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready,
+	})
+	var ln net.Listener
+	if err == nil {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", c.Addr)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("trigger: %w", err), closeInv())
+	}
+	fmt.Fprintf(stdout, "fnhost trigger: listening on http://%s (pulsar %s, admin %s, %d function(s) from manifests, replies on %s)\n",
+		ln.Addr(), c.PulsarURL, orNone(c.AdminURL), len(fns), inv.ReplyTopic())
+	// Shutdown order: the trigger stops taking requests and finishes its in-flight ones (Serve
+	// returns once ctx ends and that is done), then the invoker stops its consumer, readers
+	// and producers.
+	serveErr := trig.Serve(ctx, ln)
+	return errors.Join(serveErr, closeInv())
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
