@@ -17,6 +17,7 @@ import (
 	"github.com/fnhost/fnhost/runtime/build"
 	"github.com/fnhost/fnhost/runtime/host"
 	"github.com/fnhost/fnhost/trigger"
+	"github.com/fnhost/fnhost/trigger/pulsarinvoke"
 )
 
 // serveFlags binds the flags of dev (withTrigger) or runtime over c, whose values are the
@@ -127,9 +128,31 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 
 	var trig *trigger.Server
 	var trigLn net.Listener
+	// With a Pulsar URL, dev's trigger goes through the functions' topics like fnhost trigger
+	// does; embedded, it invokes the plugins in process.
+	var invoker trigger.Invoker = hostInvoker{h}
+	var publisher trigger.Publisher
+	closeInvoker := func() error { return nil }
+	if withTrigger && c.PulsarURL != "" {
+		inv, err := pulsarinvoke.New(ctx, pulsarinvoke.Config{ServiceURL: c.PulsarURL, Functions: fns, Logger: logger})
+		if err != nil {
+			return errors.Join(fmt.Errorf("trigger: connecting to Pulsar: %w", err), closeHost(h, c.ShutdownTimeout))
+		}
+		invoker, publisher = inv, inv
+		closeInvoker = func() error {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return inv.Close(cctx)
+		}
+	}
+	defer func() {
+		if err := closeInvoker(); err != nil {
+			logger.Warn("closing the Pulsar invoker", "err", err)
+		}
+	}()
 	if withTrigger {
 		trig, err = trigger.New(trigger.Config{
-			Invoker: hostInvoker{h}, Logger: logger, ShutdownTimeout: c.ShutdownTimeout,
+			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout,
 			Ready: func(context.Context) error {
 				if !h.Ready() {
 					return errors.New("a function has no running process")
