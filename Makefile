@@ -47,7 +47,7 @@ run: build ## run the main job: fnhost dev (runtime + trigger; embedded, no Puls
 	@if [ -n "$(PULSAR)" ]; then scripts/pulsar start && $(BIN)/fnhost dev --pulsar-url pulsar://127.0.0.1:6650; \
 	else $(BIN)/fnhost dev; fi
 
-test: test-unit pulsar-up test-integration test-disruptive ## everything: unit, then integration against a real Pulsar
+test: lint test-unit pulsar-up test-integration test-disruptive ## everything: lint, unit, then integration against a real Pulsar
 	@echo "make test: all suites passed"
 
 test-unit: ## unit tests with the race detector; no Pulsar needed
