@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
@@ -25,15 +26,22 @@ import (
 // Ordering: a lane runs its inputs one after the other. With retainOrdering (a Failover
 // subscription) there is one lane, so outputs keep the input order; with retainKeyOrdering
 // (Key_Shared) an input's lane is chosen by its key, so each key keeps its order; otherwise
-// inputs are spread over the lanes round robin. The lane count, parallelism × MaxInFlight,
-// bounds the invocations in flight.
+// (Shared) all lanes take inputs from one queue, the next input going to whichever lane is
+// free, so one slow invocation does not hold up the inputs queued behind it. The lane count,
+// parallelism × MaxInFlight, bounds the invocations in flight.
 type runner struct {
 	h        *Host
 	f        *function
 	log      *slog.Logger
 	consumer pulsar.Consumer
-	lanes    []chan pulsar.Message
-	rr       uint64
+	// queues feed the lanes: one per lane with Key_Shared, else one for all lanes (Failover
+	// has a single lane). receive sends and closes them.
+	queues []chan pulsar.Message
+	// out is the producer of the output topic, created up front; nil without an output topic.
+	out pulsar.Producer
+	// slotMetrics are the metric children of each pool slot, looked up once rather than per
+	// input (WithLabelValues hashes every label value).
+	slotMetrics []*slotMetrics
 
 	work       context.Context // invocations; cancelled when drain's bound passes
 	cancelWork context.CancelFunc
@@ -52,7 +60,8 @@ type runner struct {
 }
 
 // laneBuffer is the queue of one lane: small, so that unacknowledged inputs stay in the
-// consumer's receiver queue (and with the broker) rather than pile up here.
+// consumer's receiver queue (and with the broker) rather than pile up here. A queue shared by
+// several lanes holds laneBuffer per lane, as their own queues would.
 const laneBuffer = 4
 
 func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
@@ -89,22 +98,84 @@ func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
 	r := &runner{h: h, f: f, log: log, consumer: c, producers: map[string]pulsar.Producer{}, recvDone: make(chan struct{})}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
 	r.intake, r.stopIntake = context.WithCancel(context.Background())
-	for range n {
-		lane := make(chan pulsar.Message, laneBuffer)
-		r.lanes = append(r.lanes, lane)
+	for _, l := range f.labels {
+		r.slotMetrics = append(r.slotMetrics, newSlotMetrics(h.metrics, l))
+	}
+	if m.SubscriptionType == manifest.KeyShared {
+		for range n {
+			r.queues = append(r.queues, make(chan pulsar.Message, laneBuffer))
+		}
+	} else {
+		r.queues = []chan pulsar.Message{make(chan pulsar.Message, n*laneBuffer)}
+	}
+	for i := range n {
+		queue := r.queues[i%len(r.queues)]
 		r.lanesDone.Go(func() {
-			for msg := range lane {
+			for msg := range queue {
 				r.process(r.work, msg)
 			}
 		})
 	}
 	if m.Output != "" {
-		if _, err := r.producer(m.Output); err != nil {
+		p, err := r.producer(m.Output)
+		if err != nil {
 			r.close()
 			return nil, err
 		}
+		r.out = p
 	}
 	return r, nil
+}
+
+// slotMetrics are the per-input metrics of one pool slot.
+type slotMetrics struct {
+	received, processed, userExc, sysExc prometheus.Counter
+	received1m, processed1m              prometheus.Gauge
+	userExc1m, sysExc1m, lastInvocation  prometheus.Gauge
+	latency                              prometheus.Observer
+}
+
+// newSlotMetrics looks up the children of l. They stay valid: the host never deletes a label
+// set, and resetWindows sets the same children to 0. The host tracks l's windows when it
+// creates the function.
+func newSlotMetrics(m *metrics, l *labels) *slotMetrics {
+	v := l.values
+	return &slotMetrics{
+		received:       m.received.WithLabelValues(v...),
+		processed:      m.processed.WithLabelValues(v...),
+		userExc:        m.userExc.WithLabelValues(v...),
+		sysExc:         m.sysExc.WithLabelValues(v...),
+		received1m:     m.received1m.WithLabelValues(v...),
+		processed1m:    m.processed1m.WithLabelValues(v...),
+		userExc1m:      m.userExc1m.WithLabelValues(v...),
+		sysExc1m:       m.sysExc1m.WithLabelValues(v...),
+		lastInvocation: m.lastInvocation.WithLabelValues(v...),
+		latency:        m.latency.WithLabelValues(v...),
+	}
+}
+
+// The counterparts of metrics.onReceived and its siblings, on the cached children.
+
+func (sm *slotMetrics) onReceived() {
+	sm.received.Inc()
+	sm.received1m.Inc()
+	sm.lastInvocation.Set(float64(time.Now().UnixMilli()))
+}
+
+func (sm *slotMetrics) onSuccess(elapsed time.Duration) {
+	sm.processed.Inc()
+	sm.processed1m.Inc()
+	sm.latency.Observe(float64(elapsed) / float64(time.Millisecond))
+}
+
+func (sm *slotMetrics) onUserException() {
+	sm.userExc.Inc()
+	sm.userExc1m.Inc()
+}
+
+func (sm *slotMetrics) onSystemException() {
+	sm.sysExc.Inc()
+	sm.sysExc1m.Inc()
 }
 
 func subscriptionType(t manifest.SubscriptionType) pulsar.SubscriptionType {
@@ -155,9 +226,9 @@ func (r *runner) receive(ctx context.Context) {
 			r.log.Warn("receiving", "err", err)
 			continue
 		}
-		lane := r.lanes[r.laneOf(msg)]
+		queue := r.queues[r.queueOf(msg)]
 		select {
-		case lane <- msg:
+		case queue <- msg:
 		case <-ctx.Done():
 			// Not handed over: it stays unacknowledged and is redelivered.
 			r.consumer.Nack(msg)
@@ -166,28 +237,25 @@ func (r *runner) receive(ctx context.Context) {
 	}
 }
 
-func (r *runner) laneOf(msg pulsar.Message) int {
-	n := len(r.lanes)
+// queueOf picks msg's queue: by its key with Key_Shared, else the only one.
+func (r *runner) queueOf(msg pulsar.Message) int {
+	n := len(r.queues)
 	if n == 1 {
 		return 0
 	}
-	if r.f.m.SubscriptionType == manifest.KeyShared {
-		k := msg.OrderingKey()
-		if k == "" {
-			k = msg.Key()
-		}
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(k)) // hash writes never fail
-		return int(h.Sum32() % uint32(n))
+	k := msg.OrderingKey()
+	if k == "" {
+		k = msg.Key()
 	}
-	r.rr++ // only the receive goroutine calls laneOf
-	return int(r.rr % uint64(n))
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k)) // hash writes never fail
+	return int(h.Sum32() % uint32(n))
 }
 
 func (r *runner) closeLanes() {
 	r.lanesOnce.Do(func() {
-		for _, l := range r.lanes {
-			close(l)
+		for _, q := range r.queues {
+			close(q)
 		}
 	})
 }
@@ -334,8 +402,8 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		}
 		return nil
 	})
-	l := r.f.labels[slot]
-	r.h.metrics.onReceived(l)
+	sm := r.slotMetrics[slot]
+	sm.onReceived()
 
 	failed := ""
 	switch {
@@ -355,31 +423,31 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 	r.settling.Add(1)
 	out.finish(ctx, failed, report, func(sendErr error) {
 		defer r.settling.Done()
-		r.conclude(msg, l, start, err, res, lastTry, sendErr)
+		r.conclude(msg, sm, start, err, res, lastTry, sendErr)
 	})
 }
 
 // conclude counts and settles one input once its outputs are persisted (or failed).
-func (r *runner) conclude(msg pulsar.Message, l *labels, start time.Time, err error, res plugin.Result, lastTry bool, sendErr error) {
+func (r *runner) conclude(msg pulsar.Message, sm *slotMetrics, start time.Time, err error, res plugin.Result, lastTry bool, sendErr error) {
 	m := r.f.m
 	switch {
 	case err != nil:
-		r.h.metrics.onSystemException(l)
+		sm.onSystemException()
 		r.log.Warn("invocation not run; redelivering", "message_id", msg.ID().String(), "err", err)
 		r.settle(msg, false)
 	case res.Kind != plugin.KindNone:
-		r.h.metrics.onUserException(l)
+		sm.onUserException()
 		if lastTry {
 			r.h.metrics.deadLettered.WithLabelValues(m.FQFN()).Inc()
 		}
 		r.log.Debug("function failed", "message_id", msg.ID().String(), "kind", res.Kind.String(), "err", res.Error, "redeliveries", msg.RedeliveryCount())
 		r.settle(msg, false)
 	case sendErr != nil:
-		r.h.metrics.onSystemException(l)
+		sm.onSystemException()
 		r.log.Warn("publishing outputs; redelivering the input", "message_id", msg.ID().String(), "err", sendErr)
 		r.settle(msg, false)
 	default:
-		r.h.metrics.onSuccess(l, time.Since(start))
+		sm.onSuccess(time.Since(start))
 		r.settle(msg, true)
 	}
 }
@@ -505,7 +573,9 @@ func (o *outputs) reply(ctx context.Context, out plugin.Output, final bool, fail
 }
 
 func (o *outputs) message(out plugin.Output, final bool, failed string) *pulsar.ProducerMessage {
-	props := maps.Clone(o.base)
+	// Sized for the base, the output's own and the three this adds at most: no regrowth.
+	props := make(map[string]string, len(o.base)+len(out.Properties)+3)
+	maps.Copy(props, o.base)
 	maps.Copy(props, out.Properties)
 	props[invocation.Seq] = strconv.Itoa(o.seq)
 	if final {
@@ -526,10 +596,13 @@ func (o *outputs) message(out plugin.Output, final bool, failed string) *pulsar.
 }
 
 func (o *outputs) publish(ctx context.Context, topic string, msg *pulsar.ProducerMessage) {
-	p, err := o.r.producer(topic)
-	if err != nil {
-		o.fail(err)
-		return
+	p := o.r.out
+	if p == nil || topic != o.r.f.m.Output {
+		var err error
+		if p, err = o.r.producer(topic); err != nil {
+			o.fail(err)
+			return
+		}
 	}
 	o.mu.Lock()
 	o.pending++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -40,11 +41,10 @@ type Client struct {
 	// exited is go-plugin's context, cancelled when the plugin process exits.
 	exited context.Context
 
-	// wake tells the sender there are cancels queued; capacity 1 because one pending wake-up
-	// is enough however many cancels are queued.
-	wake chan struct{}
-	// reqs feeds invoke requests to the sender. Unbuffered: the slots bound the senders.
-	reqs chan *pluginpb.PipelineRequest
+	// out queues the requests and cancels for the sender, in stream order. Its length is
+	// bounded by the slots: an invocation queues one request, and at most one cancel before
+	// its Done frees the slot.
+	out requestQueue
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the sender and the receiver
@@ -56,7 +56,6 @@ type Client struct {
 	slots       chan struct{} // one token per invocation the plugin has not finished
 	nextID      uint64
 	pending     map[uint64]*pendingCall
-	cancels     []uint64
 	idle        chan struct{} // closed when pending becomes empty; nil when nobody waits
 	cancel      context.CancelFunc
 	// broken is closed, with brokenErr set, when the pipeline ends: Close, or a lost process.
@@ -72,12 +71,67 @@ type pendingCall struct {
 	abandoned chan struct{}
 }
 
+// callPool recycles the pendingCalls of invocations that ended with Done: their two channels
+// are most of an invocation's allocations on the host. An abandoned call is not recycled,
+// because the receiver may still select on it.
+var callPool = sync.Pool{New: func() any {
+	return &pendingCall{events: make(chan *pluginpb.Event, eventBuffer), abandoned: make(chan struct{})}
+}}
+
+// requestQueue hands requests from Invoke calls to the sender without a rendezvous: callers
+// append and go on to wait for their events, and the sender takes everything queued in one
+// frame. It wakes the sender only when the sender is idle, so a lone caller's request goes
+// out at once and concurrent callers' requests share frames.
+type requestQueue struct {
+	mu      sync.Mutex
+	reqs    []*pluginpb.PipelineRequest
+	spare   []*pluginpb.PipelineRequest // the previous batch, reused once sent
+	waiting bool                        // the sender is parked on wake
+	// wake has capacity 1: it is signalled once per idle period (waiting guards it).
+	wake chan struct{}
+}
+
+// push queues r and wakes the sender if it waits.
+func (q *requestQueue) push(r *pluginpb.PipelineRequest) {
+	q.mu.Lock()
+	q.reqs = append(q.reqs, r)
+	wake := q.waiting
+	q.waiting = false
+	q.mu.Unlock()
+	if wake {
+		q.wake <- struct{}{}
+	}
+}
+
+// take waits until requests are queued, or ctx ends (nil), and returns them all. The batch
+// returned stays valid until the next call of take.
+func (q *requestQueue) take(ctx context.Context) []*pluginpb.PipelineRequest {
+	q.mu.Lock()
+	for len(q.reqs) == 0 {
+		q.waiting = true
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return nil
+		}
+		// Woken by the first request after a pause: let the other callers that are
+		// ready to run queue theirs too, so that they share the frame.
+		runtime.Gosched()
+		q.mu.Lock()
+	}
+	batch := q.reqs
+	clear(q.spare)
+	q.reqs, q.spare = q.spare[:0], batch
+	q.mu.Unlock()
+	return batch
+}
+
 func newClient(exited context.Context, rpc pluginpb.FunctionClient) *Client {
 	return &Client{
 		rpc:     rpc,
 		exited:  exited,
-		wake:    make(chan struct{}, 1),
-		reqs:    make(chan *pluginpb.PipelineRequest),
+		out:     requestQueue{wake: make(chan struct{}, 1)},
 		pending: map[uint64]*pendingCall{},
 		broken:  make(chan struct{}),
 	}
@@ -207,18 +261,13 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 	}
 	c.nextID++
 	id := c.nextID
-	pc := &pendingCall{events: make(chan *pluginpb.Event, eventBuffer), abandoned: make(chan struct{})}
+	pc := callPool.Get().(*pendingCall)
 	c.pending[id] = pc
 	c.mu.Unlock()
 
-	select {
-	case c.reqs <- &pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Invoke{Invoke: req.proto(deadline)}}:
-	case <-ctx.Done():
-		c.forget(id)
-		return Result{}, fmt.Errorf("sending the invocation: %w", context.Cause(ctx))
-	case <-c.broken:
-		return Result{}, c.brokenErr
-	}
+	// The request is queued, not handed over: the sender sends it with whatever else is
+	// queued, and the receiver may deliver its events before the sender got to it.
+	c.out.push(&pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Invoke{Invoke: req.proto(deadline)}})
 
 	var res Result
 	for {
@@ -237,7 +286,18 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 			}
 		}
 		e, done := convertEvent(ev, &res)
+		if o := ev.GetDone().GetOutput(); o != nil {
+			// The returned output, carried by Done: it comes before Done, as its own event
+			// would have.
+			res.Outputs++
+			if err := fn(Event{Kind: EventOutput, Output: convertOutput(o)}); err != nil {
+				// Done is here: the plugin holds nothing of it any more, so nothing to cancel.
+				return Result{}, fmt.Errorf("handling an event of the invocation: %w", err)
+			}
+		}
 		if done {
+			// The receiver is done with pc: it removed it from pending before sending Done.
+			callPool.Put(pc)
 			if ev.GetDone().GetKind() == pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE {
 				return Result{}, ErrDraining // the plugin began draining on its own (SIGTERM)
 			}
@@ -260,13 +320,7 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 func convertEvent(ev *pluginpb.Event, res *Result) (e Event, done bool) {
 	switch x := ev.GetEvent().(type) {
 	case *pluginpb.Event_Output:
-		o := x.Output
-		return Event{Kind: EventOutput, Output: Output{
-			Payload:    o.GetPayload(),
-			Key:        o.GetKey(),
-			Properties: o.GetProperties(),
-			EventTime:  fromUnixNano(o.GetEventTimeUnixNano()),
-		}}, false
+		return Event{Kind: EventOutput, Output: convertOutput(x.Output)}, false
 	case *pluginpb.Event_Metric:
 		return Event{Kind: EventMetric, Metric: Metric{Name: x.Metric.GetName(), Value: x.Metric.GetValue()}}, false
 	case *pluginpb.Event_Ack:
@@ -291,14 +345,12 @@ func convertEvent(ev *pluginpb.Event, res *Result) (e Event, done bool) {
 	return Event{}, false
 }
 
-// forget drops an invocation the plugin never received.
-func (c *Client) forget(id uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.pending[id]; ok {
-		delete(c.pending, id)
-		<-c.slots
-		c.signalIdle()
+func convertOutput(o *pluginpb.Output) Output {
+	return Output{
+		Payload:    o.GetPayload(),
+		Key:        o.GetKey(),
+		Properties: o.GetProperties(),
+		EventTime:  fromUnixNano(o.GetEventTimeUnixNano()),
 	}
 }
 
@@ -307,15 +359,13 @@ func (c *Client) forget(id uint64) {
 func (c *Client) abandon(id uint64, pc *pendingCall) {
 	close(pc.abandoned)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.pending[id]; !ok {
+	_, ok := c.pending[id]
+	c.mu.Unlock()
+	if !ok {
 		return // Done arrived meanwhile
 	}
-	c.cancels = append(c.cancels, id)
-	select {
-	case c.wake <- struct{}{}:
-	default: // a wake-up is pending already
-	}
+	// Queued after the invocation's own request, so the plugin never sees it first.
+	c.out.push(&pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Cancel{Cancel: &pluginpb.Cancel{}}})
 }
 
 // signalIdle wakes Drain when nothing is pending. c.mu is held.
@@ -326,42 +376,31 @@ func (c *Client) signalIdle() {
 	}
 }
 
-// send writes queued requests and cancels to the stream, batching what is queued at once.
+// send writes the queued requests and cancels to the stream: everything queued while the
+// previous frame was being sent goes in one frame (split at maxBatch requests or
+// maxBatchBytes of payload).
 func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream pluginpb.Function_PipelineClient) {
+	var frame pluginpb.PipelineRequests
 	for {
-		var batch []*pluginpb.PipelineRequest
-		size := 0
-		select {
-		case r := <-c.reqs:
-			batch = append(batch, r)
-			size += len(r.GetInvoke().GetPayload())
-		case <-c.wake:
-		case <-ctx.Done():
+		batch := c.out.take(ctx)
+		if batch == nil {
 			return
 		}
-	more:
-		for len(batch) < maxBatch && size < maxBatchBytes {
-			select {
-			case r := <-c.reqs:
-				batch = append(batch, r)
-				size += len(r.GetInvoke().GetPayload())
-			default:
-				break more
+		for len(batch) > 0 {
+			n, size := 0, 0
+			for n < len(batch) && n < maxBatch && (n == 0 || size < maxBatchBytes) {
+				size += len(batch[n].GetInvoke().GetPayload())
+				n++
 			}
-		}
-		c.mu.Lock()
-		for _, id := range c.cancels {
-			batch = append(batch, &pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Cancel{Cancel: &pluginpb.Cancel{}}})
-		}
-		c.cancels = c.cancels[:0]
-		c.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		if err := stream.Send(&pluginpb.PipelineRequests{Requests: batch}); err != nil {
-			// The receiver sees why; end the stream so that it does.
-			cancel()
-			return
+			frame.Requests = batch[:n]
+			err := stream.Send(&frame)
+			frame.Requests = nil
+			if err != nil {
+				// The receiver sees why; end the stream so that it does.
+				cancel()
+				return
+			}
+			batch = batch[n:]
 		}
 	}
 }
@@ -369,7 +408,10 @@ func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream plu
 // receive dispatches the plugin's events to their Invoke calls until the stream ends, then
 // marks the Client broken.
 func (c *Client) receive(ctx context.Context, stream pluginpb.Function_PipelineClient) {
-	var err error
+	var (
+		err   error
+		calls []*pendingCall // the frame's events' calls, looked up under one lock
+	)
 recv:
 	for {
 		var frame *pluginpb.PipelineEvents
@@ -377,18 +419,23 @@ recv:
 		if err != nil {
 			break
 		}
-		for _, pe := range frame.GetEvents() {
-			_, done := pe.GetEvent().GetEvent().(*pluginpb.Event_Done)
-			c.mu.Lock()
+		events := frame.GetEvents()
+		calls = calls[:0]
+		c.mu.Lock()
+		for _, pe := range events {
 			pc := c.pending[pe.GetId()]
-			if pc != nil && done {
+			if _, done := pe.GetEvent().GetEvent().(*pluginpb.Event_Done); pc != nil && done {
 				delete(c.pending, pe.GetId())
 				<-c.slots
 				c.signalIdle()
 			}
-			c.mu.Unlock()
+			calls = append(calls, pc)
+		}
+		c.mu.Unlock()
+		for i, pe := range events {
+			pc := calls[i]
 			if pc == nil {
-				continue // an invocation forgotten before it was sent
+				continue // an invocation abandoned and finished, or unknown
 			}
 			select {
 			case pc.events <- pe.GetEvent():
@@ -398,6 +445,7 @@ recv:
 				break recv
 			}
 		}
+		clear(calls)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // Config configures one plugin process.
@@ -63,6 +64,17 @@ func (cfg *Config) validate() error {
 // channel of that capacity.
 const maxMaxInFlight = 1 << 16
 
+// flowWindow is the HTTP/2 flow-control window of the plugin connection, per stream and per
+// connection. A fixed window turns off gRPC's bandwidth estimation, which pings the plugin and
+// resizes the window while the pipeline is busy; a window this size never holds a burst of
+// requests back on a local connection. The plugin sets the same on its side.
+const flowWindow = 4 << 20
+
+var dialOptions = []grpc.DialOption{
+	grpc.WithInitialWindowSize(flowWindow),
+	grpc.WithInitialConnWindowSize(flowWindow),
+}
+
 // DefaultStartTimeout bounds the launch of a plugin when Config.StartTimeout is 0.
 const DefaultStartTimeout = 30 * time.Second
 
@@ -113,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		Logger:           newHCLogger(cfg.Logger),
 		StartTimeout:     timeout,
 		Managed:          false,
+		GRPCDialOptions:  dialOptions,
 	})
 	rpc, err := gp.Client()
 	if err != nil {

@@ -18,6 +18,8 @@ type sink interface {
 	// send hands ev over, waiting while the stream is full, until ctx or the stream ends.
 	// It is called with the invocation's mutex held, so never concurrently for one sink.
 	send(ctx context.Context, ev *pluginpb.Event) error
+	// finish hands over the returned output (nil for none) and then done, as send does.
+	finish(ctx context.Context, out *pluginpb.Output, done *pluginpb.Event) error
 }
 
 // unarySink writes to an Invoke stream.
@@ -27,22 +29,33 @@ type unarySink struct {
 
 func (u *unarySink) send(_ context.Context, ev *pluginpb.Event) error { return u.stream.Send(ev) }
 
+// finish sends the returned output as an Output event, then Done.
+func (u *unarySink) finish(ctx context.Context, out *pluginpb.Output, done *pluginpb.Event) error {
+	if out != nil {
+		if err := u.send(ctx, &pluginpb.Event{Event: &pluginpb.Event_Output{Output: out}}); err != nil {
+			return err
+		}
+	}
+	return u.send(ctx, done)
+}
+
 // pipelineSink queues events, tagged with the invocation's id, for the pipeline's sender.
 type pipelineSink struct {
 	id     uint64
-	out    chan<- *pluginpb.PipelineEvent
+	out    *eventQueue
 	stream context.Context // ends when the pipeline does
 }
 
 func (p *pipelineSink) send(ctx context.Context, ev *pluginpb.Event) error {
-	select {
-	case p.out <- &pluginpb.PipelineEvent{Id: p.id, Event: ev}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.stream.Done():
-		return p.stream.Err()
+	return p.out.push(ctx, p.stream, p.id, ev)
+}
+
+// finish sends the returned output inside Done (Done.output): one event, not two.
+func (p *pipelineSink) finish(ctx context.Context, out *pluginpb.Output, done *pluginpb.Event) error {
+	if out != nil {
+		done.GetDone().Output = out
 	}
+	return p.send(ctx, done)
 }
 
 // invocation is one running invocation: it orders its events and refuses any after Done.
@@ -64,12 +77,12 @@ func (inv *invocation) send(ctx context.Context, ev *pluginpb.Event) error {
 	return inv.sink.send(ctx, ev)
 }
 
-// finish sends Done; nothing is sent after it.
-func (inv *invocation) finish(done *pluginpb.Event) {
+// finish sends the returned output, if any, and Done; nothing is sent after them.
+func (inv *invocation) finish(out *pluginpb.Output, done *pluginpb.Event) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.finished = true
-	if err := inv.sink.send(inv.stream, done); err != nil {
+	if err := inv.sink.finish(inv.stream, out, done); err != nil {
 		// The stream is gone; the host learns it from the stream, not from Done.
 		inv.logger.Debug("dropping the result of an invocation", "err", err)
 	}
@@ -100,17 +113,19 @@ func (e *env) RecordMetric(name string, value float64) {
 func (s *Server) run(invCtx, stream context.Context, req *pluginpb.InvokeRequest, sk sink) {
 	info, logger, prods := s.env()
 	inv := &invocation{sink: sk, stream: stream, logger: logger}
-	done := s.call(invCtx, req, inv, &env{info: info, logger: logger, producers: prods, inv: inv})
+	out, done := s.call(invCtx, req, inv, &env{info: info, logger: logger, producers: prods, inv: inv})
 	s.release()
-	inv.finish(done)
+	inv.finish(out, done)
 	s.finished()
 }
 
-func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, inv *invocation, e *env) *pluginpb.Event {
+// call runs the handler and returns its returned output (nil for none) and Done, for run to
+// send together.
+func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, inv *invocation, e *env) (out *pluginpb.Output, done *pluginpb.Event) {
 	if d := req.GetDeadlineUnixNano(); d != 0 {
 		deadline := time.Unix(0, d)
 		if !time.Now().Before(deadline) {
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, call.ErrDeadline.Error(), "")
+			return nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, call.ErrDeadline.Error(), "")
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadlineCause(ctx, deadline, call.ErrDeadline)
@@ -130,28 +145,26 @@ func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, inv *inv
 			return inv.send(inv.stream, &pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{}}})
 		}
 	}
-	out, err := s.h(ctx, e, ci)
+	result, err := s.h(ctx, e, ci)
 	if err != nil {
 		var pe *call.PanicError
 		switch {
 		case errors.As(err, &pe):
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_PANIC, err.Error(), string(pe.Stack))
+			return nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_PANIC, err.Error(), string(pe.Stack))
 		case ctx.Err() != nil && errors.Is(context.Cause(ctx), call.ErrDeadline):
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, err.Error(), "")
+			return nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, err.Error(), "")
 		case ctx.Err() != nil:
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
+			return nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
 		default:
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_USER, err.Error(), "")
+			return nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_USER, err.Error(), "")
 		}
 	}
-	if out != nil {
+	if result != nil {
 		// The returned output goes out even if the deadline passed after the function
-		// returned: the function did finish.
-		if err := inv.send(inv.stream, outputEvent(call.Output{Payload: out})); err != nil {
-			return doneEvent(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
-		}
+		// returned: the function did finish. It is sent with Done, on the stream's context.
+		out = &pluginpb.Output{Payload: result}
 	}
-	return doneEvent(pluginpb.ErrorKind_ERROR_KIND_NONE, "", "")
+	return out, doneEvent(pluginpb.ErrorKind_ERROR_KIND_NONE, "", "")
 }
 
 func doneEvent(kind pluginpb.ErrorKind, msg, stack string) *pluginpb.Event {

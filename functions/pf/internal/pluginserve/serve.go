@@ -25,6 +25,9 @@ const (
 	// stopGrace bounds the wait for invocations after the gRPC server stopped (they are
 	// cancelled by then); go-plugin's host kills the process 2s after asking it to exit.
 	stopGrace = time.Second
+	// flowWindow is the HTTP/2 flow-control window, per stream and per connection; the host
+	// uses the same (plugin.Start).
+	flowWindow = 4 << 20
 )
 
 // Serve serves h to the host runtime that launched this process, until the host stops it
@@ -46,6 +49,9 @@ func Serve(ctx context.Context, h call.Handler, stderr io.Writer) error {
 			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 				// go-plugin's host lifts gRPC's 4 MiB limit on its side; match it.
 				opts = append(opts, grpc.MaxRecvMsgSize(math.MaxInt32), grpc.MaxSendMsgSize(math.MaxInt32))
+				// A fixed flow-control window, as the host sets on its side: no bandwidth
+				// estimation pings and window resizing while the pipeline is busy.
+				opts = append(opts, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))
 				gs := grpc.NewServer(opts...)
 				grpcServer <- gs
 				return gs

@@ -293,15 +293,32 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	out := make(chan *pluginpb.PipelineEvent, outBuffer)
+	out := newEventQueue()
 	sent := make(chan error, 1)
 	go func() { sent <- sendEvents(stream, out, cancel) }()
 
 	var (
-		wg      sync.WaitGroup
+		wg      sync.WaitGroup // the workers
 		mu      sync.Mutex
 		running = map[uint64]context.CancelCauseFunc{}
+		// jobs hands invocations to idle workers; unbuffered, so that a send succeeds only
+		// when a worker waits. Workers are reused rather than started per invocation: a new
+		// goroutine grows its stack to the handler's depth every time, which profiled at
+		// a fifth of the plugin's CPU. admit bounds them to the invocations in flight.
+		// Closed once no invocation is started any more, which ends the workers.
+		jobs = make(chan func())
 	)
+	startJob := func(job func()) {
+		select {
+		case jobs <- job:
+		default:
+			wg.Go(func() {
+				for ; job != nil; job = <-jobs {
+					job()
+				}
+			})
+		}
+	}
 	recvErr := func() error {
 		for {
 			frame, err := stream.Recv()
@@ -329,15 +346,13 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 					mu.Lock()
 					running[id] = invCancel
 					mu.Unlock()
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
+					startJob(func() {
 						s.run(invCtx, ctx, x.Invoke, sk)
 						mu.Lock()
 						delete(running, id)
 						mu.Unlock()
 						invCancel(nil)
-					}()
+					})
 				case *pluginpb.PipelineRequest_Cancel:
 					mu.Lock()
 					if c := running[id]; c != nil {
@@ -351,8 +366,9 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 	if recvErr != nil {
 		cancel() // the host is gone: stop the invocations
 	}
+	close(jobs)
 	wg.Wait()
-	close(out)
+	out.close()
 	if err := <-sent; err != nil {
 		return err
 	}
@@ -362,30 +378,32 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 	return nil
 }
 
-// sendEvents writes the events queued on out, batching what piled up, until out is closed.
-// On a send error it cancels the pipeline, so that senders blocked on out give up, and
-// returns it.
-func sendEvents(stream pluginpb.Function_PipelineServer, out <-chan *pluginpb.PipelineEvent, cancel context.CancelFunc) error {
-	for ev := range out {
-		batch := []*pluginpb.PipelineEvent{ev}
-		size := len(ev.GetEvent().GetOutput().GetPayload())
-	more:
-		for len(batch) < maxBatch && size < maxBatchBytes {
-			select {
-			case ev, ok := <-out:
-				if !ok {
-					break more
-				}
-				batch = append(batch, ev)
-				size += len(ev.GetEvent().GetOutput().GetPayload())
-			default:
-				break more
-			}
+// sendEvents writes the events queued on out, everything queued while the previous frame was
+// being sent in one frame (split at maxBatch events or maxBatchBytes of payload), until out is
+// closed. On a send error it cancels the pipeline, so that invocations waiting for room in out
+// give up, and returns it.
+func sendEvents(stream pluginpb.Function_PipelineServer, out *eventQueue, cancel context.CancelFunc) error {
+	var frame pluginpb.PipelineEvents
+	for {
+		batch := out.take()
+		if batch == nil {
+			return nil
 		}
-		if err := stream.Send(&pluginpb.PipelineEvents{Events: batch}); err != nil {
-			cancel()
-			return fmt.Errorf("sending events: %w", err)
+		for len(batch) > 0 {
+			n, size := 0, 0
+			for n < len(batch) && n < maxBatch && (n == 0 || size < maxBatchBytes) {
+				ev := batch[n].GetEvent()
+				size += len(ev.GetOutput().GetPayload()) + len(ev.GetDone().GetOutput().GetPayload())
+				n++
+			}
+			frame.Events = batch[:n]
+			err := stream.Send(&frame)
+			frame.Events = nil
+			if err != nil {
+				cancel()
+				return fmt.Errorf("sending events: %w", err)
+			}
+			batch = batch[n:]
 		}
 	}
-	return nil
 }

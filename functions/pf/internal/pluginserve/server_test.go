@@ -571,6 +571,24 @@ func TestCallbackError(t *testing.T) {
 	waitFor(t, cancelled)
 }
 
+// TestCallbackErrorOnReturnedOutput: the returned output travels inside Done on the pipeline;
+// an error from the callback for it is still Invoke's error, and the client stays usable.
+func TestCallbackErrorOnReturnedOutput(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, echo, plugin.Config{})
+	stop := errors.New("enough")
+	_, err := p.client.Invoke(testCtx(t), &plugin.Request{Payload: []byte("x")}, func(plugin.Event) error { return stop })
+	require.ErrorIs(t, err, stop)
+	var got []string
+	res, err := p.client.Invoke(testCtx(t), &plugin.Request{Payload: []byte("y")}, func(e plugin.Event) error {
+		got = append(got, string(e.Output.Payload))
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Outputs)
+	require.Equal(t, []string{"y"}, got)
+}
+
 func TestDrain(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})

@@ -802,7 +802,11 @@ type Done struct {
 	// error is the error text; empty for ERROR_KIND_NONE.
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// stack is the goroutine stack of a panic.
-	Stack         string `protobuf:"bytes,3,opt,name=stack,proto3" json:"stack,omitempty"`
+	Stack string `protobuf:"bytes,3,opt,name=stack,proto3" json:"stack,omitempty"`
+	// output, when set, is the output the function returned: the invocation's last event,
+	// delivered before Done itself. Pipeline only, where it saves an event per invocation;
+	// Invoke's stream sends it as an Output event.
+	Output        *Output `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -856,6 +860,13 @@ func (x *Done) GetStack() string {
 		return x.Stack
 	}
 	return ""
+}
+
+func (x *Done) GetOutput() *Output {
+	if x != nil {
+		return x.Output
+	}
+	return nil
 }
 
 type PipelineRequests struct {
@@ -1370,11 +1381,12 @@ const file_function_proto_rawDesc = "" +
 	"\x06Metric\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\"\x05\n" +
-	"\x03Ack\"c\n" +
+	"\x03Ack\"\x95\x01\n" +
 	"\x04Done\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.fnhost.plugin.v1.ErrorKindR\x04kind\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x14\n" +
-	"\x05stack\x18\x03 \x01(\tR\x05stack\"Q\n" +
+	"\x05stack\x18\x03 \x01(\tR\x05stack\x120\n" +
+	"\x06output\x18\x04 \x01(\v2\x18.fnhost.plugin.v1.OutputR\x06output\"Q\n" +
 	"\x10PipelineRequests\x12=\n" +
 	"\brequests\x18\x01 \x03(\v2!.fnhost.plugin.v1.PipelineRequestR\brequests\"\x9b\x01\n" +
 	"\x0fPipelineRequest\x12\x0e\n" +
@@ -1465,26 +1477,27 @@ var file_function_proto_depIdxs = []int32{
 	10, // 6: fnhost.plugin.v1.Event.done:type_name -> fnhost.plugin.v1.Done
 	21, // 7: fnhost.plugin.v1.Output.properties:type_name -> fnhost.plugin.v1.Output.PropertiesEntry
 	1,  // 8: fnhost.plugin.v1.Done.kind:type_name -> fnhost.plugin.v1.ErrorKind
-	12, // 9: fnhost.plugin.v1.PipelineRequests.requests:type_name -> fnhost.plugin.v1.PipelineRequest
-	5,  // 10: fnhost.plugin.v1.PipelineRequest.invoke:type_name -> fnhost.plugin.v1.InvokeRequest
-	13, // 11: fnhost.plugin.v1.PipelineRequest.cancel:type_name -> fnhost.plugin.v1.Cancel
-	15, // 12: fnhost.plugin.v1.PipelineEvents.events:type_name -> fnhost.plugin.v1.PipelineEvent
-	6,  // 13: fnhost.plugin.v1.PipelineEvent.event:type_name -> fnhost.plugin.v1.Event
-	3,  // 14: fnhost.plugin.v1.Function.Configure:input_type -> fnhost.plugin.v1.ConfigureRequest
-	5,  // 15: fnhost.plugin.v1.Function.Invoke:input_type -> fnhost.plugin.v1.InvokeRequest
-	11, // 16: fnhost.plugin.v1.Function.Pipeline:input_type -> fnhost.plugin.v1.PipelineRequests
-	16, // 17: fnhost.plugin.v1.Function.Health:input_type -> fnhost.plugin.v1.HealthRequest
-	18, // 18: fnhost.plugin.v1.Function.Drain:input_type -> fnhost.plugin.v1.DrainRequest
-	4,  // 19: fnhost.plugin.v1.Function.Configure:output_type -> fnhost.plugin.v1.ConfigureResponse
-	6,  // 20: fnhost.plugin.v1.Function.Invoke:output_type -> fnhost.plugin.v1.Event
-	14, // 21: fnhost.plugin.v1.Function.Pipeline:output_type -> fnhost.plugin.v1.PipelineEvents
-	17, // 22: fnhost.plugin.v1.Function.Health:output_type -> fnhost.plugin.v1.HealthResponse
-	19, // 23: fnhost.plugin.v1.Function.Drain:output_type -> fnhost.plugin.v1.DrainResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 9: fnhost.plugin.v1.Done.output:type_name -> fnhost.plugin.v1.Output
+	12, // 10: fnhost.plugin.v1.PipelineRequests.requests:type_name -> fnhost.plugin.v1.PipelineRequest
+	5,  // 11: fnhost.plugin.v1.PipelineRequest.invoke:type_name -> fnhost.plugin.v1.InvokeRequest
+	13, // 12: fnhost.plugin.v1.PipelineRequest.cancel:type_name -> fnhost.plugin.v1.Cancel
+	15, // 13: fnhost.plugin.v1.PipelineEvents.events:type_name -> fnhost.plugin.v1.PipelineEvent
+	6,  // 14: fnhost.plugin.v1.PipelineEvent.event:type_name -> fnhost.plugin.v1.Event
+	3,  // 15: fnhost.plugin.v1.Function.Configure:input_type -> fnhost.plugin.v1.ConfigureRequest
+	5,  // 16: fnhost.plugin.v1.Function.Invoke:input_type -> fnhost.plugin.v1.InvokeRequest
+	11, // 17: fnhost.plugin.v1.Function.Pipeline:input_type -> fnhost.plugin.v1.PipelineRequests
+	16, // 18: fnhost.plugin.v1.Function.Health:input_type -> fnhost.plugin.v1.HealthRequest
+	18, // 19: fnhost.plugin.v1.Function.Drain:input_type -> fnhost.plugin.v1.DrainRequest
+	4,  // 20: fnhost.plugin.v1.Function.Configure:output_type -> fnhost.plugin.v1.ConfigureResponse
+	6,  // 21: fnhost.plugin.v1.Function.Invoke:output_type -> fnhost.plugin.v1.Event
+	14, // 22: fnhost.plugin.v1.Function.Pipeline:output_type -> fnhost.plugin.v1.PipelineEvents
+	17, // 23: fnhost.plugin.v1.Function.Health:output_type -> fnhost.plugin.v1.HealthResponse
+	19, // 24: fnhost.plugin.v1.Function.Drain:output_type -> fnhost.plugin.v1.DrainResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_function_proto_init() }
