@@ -14,8 +14,12 @@ import (
 // Config configures a Server. Zero values take the defaults named on each field; New calls
 // setDefaults and then Validate.
 type Config struct {
-	// Addr is the listen address of Run. Default "127.0.0.1:8088".
+	// Addr is the listen address of Run. Default "127.0.0.1:8088". A non-loopback address
+	// needs authentication (Auth), or Auth.Disabled.
 	Addr string
+	// Auth configures bearer-token authentication and per-route scopes; see AuthConfig.
+	// Default: off, which is allowed on a loopback Addr only.
+	Auth AuthConfig
 
 	// Invoker runs the functions. Required.
 	Invoker Invoker
@@ -140,6 +144,7 @@ func (c *Config) setDefaults() {
 	def(&c.ReadTimeout, 60*time.Second)
 	def(&c.IdleTimeout, 2*time.Minute)
 	def(&c.ShutdownTimeout, 30*time.Second)
+	c.Auth.setDefaults()
 }
 
 // Validate reports every invalid field.
@@ -179,6 +184,7 @@ func (c *Config) Validate() error {
 	if c.CallbackBackoff > c.CallbackMaxBackoff {
 		errs = append(errs, fmt.Errorf("CallbackBackoff %s exceeds CallbackMaxBackoff %s", c.CallbackBackoff, c.CallbackMaxBackoff))
 	}
+	errs = append(errs, c.Auth.validate(c.Addr)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("trigger: invalid config: %w", err)
 	}

@@ -49,9 +49,16 @@
 //
 // # Auth
 //
-// This version has no authentication: it listens on loopback by default and is meant for a
-// trusted network. Bearer tokens (a static list, or JWT with per-function scopes) will be a
-// middleware in front of the routes, configured through Config; routes and handlers will not
-// change. Callback URLs are not restricted either (any http or https URL), which matters once
-// the trigger faces untrusted callers.
+// Protected routes take Authorization: Bearer <token>, checked by a middleware in front of
+// the handlers (Config.Auth, see AuthConfig): a static token (compared in constant time) or a
+// JWT signed HS256 or RS256, the algorithm pinned by the configured key, with exp required
+// and nbf, iat, iss and aud checked. The token's scopes grant routes:
+// invoke:<tenant>/<namespace>/<name> (a segment may be *; invoke:* grants all functions),
+// publish:<tenant>/<namespace>/<topic>, and read for the catalogue and invocation records.
+// A missing or invalid token is 401 unauthenticated with WWW-Authenticate; a valid one
+// without the scope is 403 forbidden, naming the scope. /healthz, /readyz, /metrics and
+// /openapi.yaml stay open. With no tokens or JWT configured, auth is off, which New allows
+// only on a loopback Addr, or with Auth.Disabled (then it logs a warning). Tokens are never
+// logged. Callback URLs are not restricted (any http or https URL), which matters once the
+// trigger faces untrusted callers.
 package trigger

@@ -36,6 +36,7 @@ type Server struct {
 	slots    chan struct{} // one token per sync or streaming invocation in flight
 	async    *asyncGroup
 	metrics  *metrics
+	auth     *authenticator // nil: authentication off
 	stopping atomic.Bool
 }
 
@@ -48,9 +49,13 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Auth.Disabled && !loopback(cfg.Addr) {
+		cfg.Logger.Warn("authentication disabled on a non-loopback address", "addr", cfg.Addr)
+	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: cfg.Store, journals: newJournals(&cfg),
 		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
+		auth: newAuthenticator(cfg.Auth),
 	}
 	if s.store == nil {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
@@ -73,13 +78,15 @@ func (s *Server) routes() *gin.Engine {
 			"method %s is not allowed on %s (allowed: %s)", c.Request.Method, c.Request.URL.Path, c.Writer.Header().Get("Allow")))
 	})
 
-	e.POST("/v1/functions/:tenant/:namespace/:name/invoke", s.handleInvoke)
-	e.POST("/function/:name", s.handleInvoke)
-	e.GET("/v1/functions", s.handleFunctions)
-	e.GET("/v1/functions/:tenant/:namespace/:name", s.handleFunction)
-	e.GET("/v1/invocations/:id", s.handleRecord)
-	e.GET("/v1/invocations/:id/events", s.handleEvents)
-	e.POST("/v1/topics/:tenant/:namespace/:topic", s.handlePublish)
+	invoke, publish, read := s.authorize(invokeScope), s.authorize(publishScope), s.authorize(readScope)
+	e.POST("/v1/functions/:tenant/:namespace/:name/invoke", invoke, s.handleInvoke)
+	e.POST("/function/:name", invoke, s.handleInvoke)
+	e.GET("/v1/functions", read, s.handleFunctions)
+	e.GET("/v1/functions/:tenant/:namespace/:name", read, s.handleFunction)
+	e.GET("/v1/invocations/:id", read, s.handleRecord)
+	e.GET("/v1/invocations/:id/events", read, s.handleEvents)
+	e.POST("/v1/topics/:tenant/:namespace/:topic", publish, s.handlePublish)
+	// Open: probes, metrics and the API description.
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
@@ -143,7 +150,13 @@ func (s *Server) Run(ctx context.Context) error {
 // turns 503, the listener closes, in-flight requests finish, async invocations (and their
 // callbacks) finish. What is still running at the bound is cancelled, and Serve returns an
 // error saying so. Serve closes ln.
+//
+// Like New for Config.Addr, Serve refuses a TCP listener on a non-loopback address while
+// authentication is off, unless Auth.Disabled is set.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.checkListener(ln); err != nil {
+		return errors.Join(err, ln.Close())
+	}
 	srv := &http.Server{
 		Handler:           s.engine,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
