@@ -79,3 +79,17 @@ func TestServeConfigFromEnv(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+func TestAuthFromEnv(t *testing.T) {
+	t.Parallel()
+	a, err := authFromEnv([]string{"FNHOST_TRIGGER_TOKENS=s3cret-token:invoke:public/default/*,read", "FNHOST_TRIGGER_JWT_HS256_SECRET=0123456789abcdef0123456789abcdef"})
+	require.NoError(t, err)
+	require.Len(t, a.Tokens, 1)
+	require.NotNil(t, a.JWT)
+	assert.False(t, a.Disabled)
+
+	_, err = authFromEnv([]string{"FNHOST_TRIGGER_TOKENS=s3cret-token", "FNHOST_TRIGGER_AUTH_DISABLED=maybe"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret", "the error does not echo the secret")
+	assert.Contains(t, err.Error(), "FNHOST_TRIGGER_AUTH_DISABLED")
+}

@@ -151,8 +151,13 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 		}
 	}()
 	if withTrigger {
+		auth, err := authFromEnv(env)
+		if err != nil {
+			fmt.Fprintln(stderr, "fnhost:", err)
+			return errors.Join(errReported, closeHost(h, c.ShutdownTimeout))
+		}
 		trig, err = trigger.New(trigger.Config{
-			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout,
+			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Auth: auth,
 			Ready: func(context.Context) error {
 				if !h.Ready() {
 					return errors.New("a function has no running process")

@@ -127,8 +127,13 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 		defer cancel()
 		return inv.Close(cctx)
 	}
+	auth, err := authFromEnv(env)
+	if err != nil {
+		fmt.Fprintln(stderr, "fnhost:", err)
+		return errors.Join(errReported, closeInv())
+	}
 	trig, err := trigger.New(trigger.Config{
-		Invoker: inv, Publisher: inv, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready,
+		Invoker: inv, Publisher: inv, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
 	})
 	var ln net.Listener
 	if err == nil {
