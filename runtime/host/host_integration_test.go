@@ -199,8 +199,10 @@ func TestPulsarReplyTo(t *testing.T) {
 	}
 	require.Len(t, byID["inv-empty"], 1, "no output: one lone final message")
 	assert.Equal(t, "true", byID["inv-empty"][0].Properties()[invocation.Final])
+	assert.Equal(t, "true", byID["inv-empty"][0].Properties()[invocation.End], "the lone final is not an output")
 	require.Len(t, byID["inv-fail"], 1)
 	assert.Contains(t, byID["inv-fail"][0].Properties()[invocation.Error], "marker")
+	assert.Equal(t, "true", byID["inv-fail"][0].Properties()[invocation.End])
 	assert.Equal(t, "true", byID["inv-fail"][0].Properties()[invocation.Final])
 }
 

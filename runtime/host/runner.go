@@ -501,6 +501,7 @@ func (r *runner) newOutputs(in pulsar.Message) *outputs {
 	delete(base, invocation.Seq)
 	delete(base, invocation.Final)
 	delete(base, invocation.Error)
+	delete(base, invocation.End)
 	if id := props[invocation.ID]; id != "" {
 		base[invocation.ID] = id
 	}
@@ -531,10 +532,10 @@ func (o *outputs) finish(ctx context.Context, failed string, report bool, done f
 	case o.held != nil:
 		o.send(ctx, *o.held, false, "")
 		if report {
-			o.reply(ctx, plugin.Output{}, true, failed)
+			o.end(ctx, failed)
 		}
 	case report:
-		o.reply(ctx, plugin.Output{}, true, failed)
+		o.end(ctx, failed)
 	}
 	o.release(nil)
 }
@@ -572,9 +573,20 @@ func (o *outputs) reply(ctx context.Context, out plugin.Output, final bool, fail
 	o.publish(ctx, o.replyTo, o.message(out, final, failed))
 }
 
+// end sends reply-to the message that ends the invocation without being an output: after
+// the last output of a failed invocation (with its error), or alone when there was none.
+func (o *outputs) end(ctx context.Context, failed string) {
+	if o.replyTo == "" {
+		return
+	}
+	m := o.message(plugin.Output{}, true, failed)
+	m.Properties[invocation.End] = "true"
+	o.publish(ctx, o.replyTo, m)
+}
+
 func (o *outputs) message(out plugin.Output, final bool, failed string) *pulsar.ProducerMessage {
-	// Sized for the base, the output's own and the three this adds at most: no regrowth.
-	props := make(map[string]string, len(o.base)+len(out.Properties)+3)
+	// Sized for the base, the output's own and the four this and end add at most.
+	props := make(map[string]string, len(o.base)+len(out.Properties)+4)
 	maps.Copy(props, o.base)
 	maps.Copy(props, out.Properties)
 	props[invocation.Seq] = strconv.Itoa(o.seq)

@@ -347,9 +347,9 @@ func parseReply(m pulsar.Message) (string, reply, bool) {
 		return "", reply{}, false
 	}
 	r := reply{seq: seq, final: props[invocation.Final] == "true", errText: props[invocation.Error]}
-	// An empty final message is the end marker of an invocation with no (more) output, or of
-	// a failed one: not an output. (A function's last output that is empty is taken for it.)
-	r.output = !(r.final && len(m.Payload()) == 0) && r.errText == ""
+	// A message marked End only ends the invocation (no more output, or its error); any
+	// other reply is an output, an empty one included.
+	r.output = props[invocation.End] != "true" && r.errText == ""
 	if r.output {
 		r.out = outputOf(m)
 	}

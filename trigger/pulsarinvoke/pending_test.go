@@ -38,6 +38,9 @@ func replyMsg(id string, seq int, payload string, final bool, errText string) fa
 	if errText != "" {
 		p[invocation.Error] = errText
 	}
+	if final && payload == "" {
+		p[invocation.End] = "true" // these tests' end markers: empty final messages
+	}
 	return fakeMessage{payload: []byte(payload), props: p}
 }
 
@@ -319,4 +322,15 @@ func TestSendErrors(t *testing.T) {
 	assert.False(t, ps.health.isDown())
 	err := ps.sendError("t", pulsar.ErrMessageTooLarge)
 	assert.False(t, errors.Is(err, trigger.ErrUnavailable))
+}
+
+// TestEmptyLastOutput: an empty final message without End is an output, not a marker.
+func TestEmptyLastOutput(t *testing.T) {
+	t.Parallel()
+	m := replyMsg("id", 0, "", true, "")
+	delete(m.props, invocation.End)
+	_, r, ok := parseReply(m)
+	require.True(t, ok)
+	assert.True(t, r.output)
+	assert.True(t, r.final)
 }

@@ -24,6 +24,10 @@ const (
 	Final = "fnhost-final"
 	// Error carries the error text on a failed invocation's final message.
 	Error = "fnhost-error"
+	// End is "true" on a final message that is not an output: it only ends the invocation
+	// (a function with no more output) or carries its Error. Without it, an empty final
+	// message would be ambiguous with an empty last output.
+	End = "fnhost-end"
 )
 
 // Properties both sides set.

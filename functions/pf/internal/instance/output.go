@@ -44,7 +44,7 @@ func parseRequest(props map[string]string) (request, error) {
 // notForwarded are input properties never copied onto outputs: the request properties that
 // address this invocation's caller (a downstream function must not reply to it) and the
 // reply properties, which this invocation sets itself.
-var notForwarded = []string{invocation.ReplyTo, invocation.Deadline, invocation.Seq, invocation.Final, invocation.Error}
+var notForwarded = []string{invocation.ReplyTo, invocation.Deadline, invocation.Seq, invocation.Final, invocation.Error, invocation.End}
 
 // outputMessage builds the message for one output of input in. Precedence of properties,
 // lowest first: the forwarded input properties, the output's own, then Pulsar Functions'

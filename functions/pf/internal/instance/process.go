@@ -13,6 +13,7 @@ import (
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
+	"github.com/fnhost/fnhost/functions/pf/invocation"
 )
 
 // acker is the part of a consumer the processor needs: the consumer that delivered a message
@@ -260,6 +261,7 @@ func (a *attempt) finalReply(errText string) {
 	a.seq++
 	a.mu.Unlock()
 	m := withReply(outputMessage(a.d.msg, call.Output{Payload: []byte{}}, false), a.req, seq, true, errText)
+	m.Properties[invocation.End] = "true"
 	_ = a.send(a.req.replyTo, m) // a failure is recorded in sendErr and settles the input
 }
 
