@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/trigger"
 	"github.com/fnhost/fnhost/trigger/pulsarinvoke"
@@ -113,10 +116,31 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 		return fmt.Errorf("manifests: %w", err)
 	}
 
+	// One client for the invoker and the invocation records; closed last.
+	client, err := pulsar.NewClient(pulsar.ClientOptions{
+		URL: c.PulsarURL, ConnectionTimeout: 10 * time.Second, OperationTimeout: 30 * time.Second,
+		Logger: pulsarlog.NewLoggerWithSlog(logger.With("component", "pulsar")),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "fnhost trigger: Pulsar client for %s: %v\n", c.PulsarURL, err)
+		return errReported
+	}
+	defer client.Close()
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
 	inv, err := pulsarinvoke.New(startCtx, pulsarinvoke.Config{
-		ServiceURL: c.PulsarURL, AdminURL: c.AdminURL, Functions: fns, ReplyTopic: c.ReplyTopic, Logger: logger,
+		Client: client, AdminURL: c.AdminURL, Functions: fns, ReplyTopic: c.ReplyTopic, Logger: logger,
 	})
+	var store *pulsarinvoke.Store
+	if err == nil {
+		// Async invocation records live in Pulsar, so any trigger instance serves them and a
+		// restart loses none.
+		store, err = pulsarinvoke.NewStore(startCtx, pulsarinvoke.StoreConfig{Client: client, AdminURL: c.AdminURL, Logger: logger})
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err = errors.Join(err, inv.Close(cctx))
+			cancel()
+		}
+	}
 	cancelStart()
 	if err != nil {
 		fmt.Fprintf(stderr, "fnhost trigger: cannot reach Pulsar at %s: %v\n", c.PulsarURL, err)
@@ -125,7 +149,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	closeInv := func() error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return inv.Close(cctx)
+		return errors.Join(inv.Close(cctx), store.Close(cctx))
 	}
 	auth, err := authFromEnv(env)
 	if err != nil {
@@ -133,7 +157,9 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 		return errors.Join(errReported, closeInv())
 	}
 	trig, err := trigger.New(trigger.Config{
-		Invoker: inv, Publisher: inv, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
+		Invoker: inv, Publisher: inv, Store: store, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
+		// A record holds the outputs, base64 where binary: keep it within one Pulsar message.
+		MaxOutputBytes: 3 << 20,
 	})
 	var ln net.Listener
 	if err == nil {
