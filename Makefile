@@ -57,7 +57,7 @@ test-integration: ## integration tests against the running standalone (make puls
 	$(GO) test -tags=integration -count=1 -timeout 30m $(RUNFLAG) $(PKG)
 
 test-disruptive: ## tests that restart the standalone; run alone, one package at a time
-	$(GO) test -tags=integration,disruptive -run '$(or $(T),Disruptive|Restart)' -p 1 -count=1 -timeout 20m $(PKG)
+	$(GO) test -tags=integration,disruptive -run '$(or $(T),Disruptive|AcrossRestart)' -p 1 -count=1 -timeout 20m $(PKG)
 
 lint: ## gofmt, go vet (all build tags), shell syntax of the scripts
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
