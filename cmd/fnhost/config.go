@@ -16,6 +16,7 @@ type serveConfig struct {
 	AdminAddr string     // FNHOST_ADMIN_ADDR: metrics, health and status
 	Manifests string     // FNHOST_MANIFESTS: a directory of manifests
 	PulsarURL string     // FNHOST_PULSAR_URL: empty for embedded mode (dev)
+	AdminURL  string     // FNHOST_ADMIN_URL: Pulsar's admin REST API (EFFECTIVELY_ONCE checks)
 	BuildDir  string     // FNHOST_BUILD_DIR: where functions built from source go
 	Watch     bool       // FNHOST_WATCH: rebuild and reload functions when their source changes (dev)
 	LogLevel  slog.Level // FNHOST_LOG_LEVEL: debug, info, warn or error
@@ -30,6 +31,7 @@ func defaultServeConfig() serveConfig {
 		Addr:            "127.0.0.1:8088",
 		AdminAddr:       "127.0.0.1:8089",
 		Manifests:       "manifests/functions",
+		AdminURL:        "http://127.0.0.1:8080",
 		Watch:           true,
 		LogLevel:        slog.LevelInfo,
 		ShutdownTimeout: 30 * time.Second,
@@ -57,6 +59,8 @@ func serveConfigFromEnv(env []string) (serveConfig, error) {
 			c.Manifests = v
 		case "FNHOST_PULSAR_URL":
 			c.PulsarURL = v
+		case "FNHOST_ADMIN_URL":
+			c.AdminURL = v
 		case "FNHOST_BUILD_DIR":
 			c.BuildDir = v
 		case "FNHOST_WATCH":

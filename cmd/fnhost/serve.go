@@ -32,6 +32,7 @@ func serveFlags(name string, c *serveConfig, withTrigger bool, stderr io.Writer)
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics, health and status listen address (FNHOST_ADMIN_ADDR)")
 	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "directory of function manifests (FNHOST_MANIFESTS)")
 	fs.StringVar(&c.PulsarURL, "pulsar-url", c.PulsarURL, "Pulsar service URL; empty runs embedded, without Pulsar (FNHOST_PULSAR_URL)")
+	fs.StringVar(&c.AdminURL, "admin-url", c.AdminURL, "Pulsar admin REST URL, to check deduplication for EFFECTIVELY_ONCE (FNHOST_ADMIN_URL)")
 	fs.StringVar(&c.BuildDir, "build-dir", c.BuildDir, "where functions built from source go (FNHOST_BUILD_DIR; default: the user cache)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on finishing in-flight work at shutdown (FNHOST_SHUTDOWN_TIMEOUT)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "concurrent invocations per plugin process (FNHOST_MAX_IN_FLIGHT)")
@@ -111,7 +112,7 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	progress(fmt.Sprintf("starting %d function(s) from %s (%s)", len(fns), c.Manifests, mode))
 	startCtx, cancelStart := context.WithTimeout(ctx, 10*time.Minute)
 	h, err := host.New(startCtx, host.Config{
-		Functions: fns, PulsarURL: c.PulsarURL, BuildDir: c.BuildDir,
+		Functions: fns, PulsarURL: c.PulsarURL, AdminURL: c.AdminURL, BuildDir: c.BuildDir,
 		MaxInFlight: c.MaxInFlight, ShutdownTimeout: c.ShutdownTimeout,
 		Logger: logger, Progress: progress,
 	})

@@ -42,6 +42,9 @@ type Config struct {
 	Functions []*manifest.Function
 	// PulsarURL is the broker's service URL; empty means embedded mode.
 	PulsarURL string
+	// AdminURL is Pulsar's admin REST URL; EFFECTIVELY_ONCE functions need it to check that
+	// their output topic deduplicates.
+	AdminURL string
 	// ClusterName labels metrics. Default "standalone".
 	ClusterName string
 	// BuildDir receives binaries built from source. Default: the user cache dir + fnhost/functions.
@@ -94,9 +97,9 @@ func (c *Config) Validate() error {
 	}
 	var errs []error
 	for _, f := range c.Functions {
-		if f.Guarantee == manifest.EffectivelyOnce {
+		if f.Guarantee == manifest.EffectivelyOnce && c.PulsarURL != "" && c.AdminURL == "" {
 			errs = append(errs, &manifest.Error{Path: f.Path, Field: "processingGuarantees",
-				Msg: "EFFECTIVELY_ONCE is not supported by the host runtime yet; use ATLEAST_ONCE (outputs may then repeat after a crash)"})
+				Msg: "EFFECTIVELY_ONCE needs the Pulsar admin URL, to check that the output topic deduplicates"})
 		}
 	}
 	return errors.Join(errs...)

@@ -344,3 +344,55 @@ func TestPulsarReloadMidRun(t *testing.T) {
 		}
 	}
 }
+
+// TestPulsarEffectivelyOnce kills the plugin with SIGKILL while inputs flow through an
+// EFFECTIVELY_ONCE function whose output topic deduplicates: the inputs in flight are
+// redelivered and processed again, and the broker drops their repeated outputs, so every input
+// yields exactly one output.
+func TestPulsarEffectivelyOnce(t *testing.T) {
+	t.Parallel()
+	pulsartest.Require(t)
+	client := pulsartest.Client(t)
+	admin := pulsartest.Admin(t)
+	ns := "public/" + pulsartest.Name(t)
+	require.NoError(t, admin.Namespaces().CreateNamespace(ns))
+	require.NoError(t, admin.Namespaces().SetDeduplicationStatus(ns, true))
+	in, out := "persistent://"+ns+"/in", "persistent://"+ns+"/out"
+	name := "eo-" + pulsartest.Name(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Without deduplication the host refuses, naming the fix.
+	plain := pulsartest.Topic(t)
+	_, err := New(ctx, Config{BuildDir: buildDir() + "/" + t.Name(), PulsarURL: pulsartest.ServiceURL(), AdminURL: pulsartest.AdminURL(),
+		Functions: []*manifest.Function{fnManifest(t, "echo", name+"-x", plain, "output: "+plain+"-out\nprocessingGuarantees: EFFECTIVELY_ONCE\n")}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "set-deduplication")
+
+	h := newHostNoCleanup(t, Config{PulsarURL: pulsartest.ServiceURL(), AdminURL: pulsartest.AdminURL(), Logger: pulsartest.Logger(t),
+		Functions: []*manifest.Function{fnManifest(t, "echo", name, in, "output: "+out+"\nsubscriptionPosition: Earliest\nprocessingGuarantees: EFFECTIVELY_ONCE\n")}})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		assert.NoError(t, <-done)
+	})
+	oc := subscribeEarliest(t, client, out)
+	pids, err := h.Pids("public/default/" + name)
+	require.NoError(t, err)
+
+	const n = 1000
+	sendN(ctx, t, client, in, n/2, "m", nil)
+	msgs := receiveUntil(ctx, t, oc, func(m []pulsar.Message) bool { return len(m) >= 50 })
+	require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+	sendN(ctx, t, client, in, n/2, "n", nil)
+	// A sentinel last: with one ordered lane, its output comes after every other output.
+	sendN(ctx, t, client, in, 1, "end", nil)
+	msgs = append(msgs, receiveUntil(ctx, t, oc, func(m []pulsar.Message) bool {
+		return len(m) > 0 && string(m[len(m)-1].Payload()) == "end0"
+	})...)
+	seen := distinct(msgs)
+	assert.Len(t, seen, n+1)
+	assert.Equal(t, len(seen), len(msgs), "no output twice: the broker dropped the repeats")
+}

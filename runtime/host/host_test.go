@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -183,12 +184,52 @@ func TestRebuildReloads(t *testing.T) {
 	assert.NotEmpty(t, h.Status()[0].LastError)
 }
 
-func TestRefusesEffectivelyOnce(t *testing.T) {
+func TestEffectivelyOnceNeedsAdminURL(t *testing.T) {
 	t.Parallel()
 	_, err := New(context.Background(), Config{
 		BuildDir:  t.TempDir(),
+		PulsarURL: "pulsar://127.0.0.1:6650",
 		Functions: []*manifest.Function{fnManifest(t, "echo", "echo", "in", "processingGuarantees: EFFECTIVELY_ONCE\n")},
 	})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "EFFECTIVELY_ONCE is not supported")
+	assert.Contains(t, err.Error(), "EFFECTIVELY_ONCE needs the Pulsar admin URL")
 }
+
+func TestSequenceID(t *testing.T) {
+	t.Parallel()
+	type id struct {
+		ledger, entry int64
+		batch         int32
+	}
+	ids := []id{{1, 0, -1}, {1, 0, 0}, {1, 1, -1}, {1, 1, 5}, {2, 0, -1}, {1<<25 - 1, 1<<20 - 1, 1023}}
+	var prev int64 = -1
+	for _, x := range ids {
+		for n := range 3 {
+			seq, err := sequenceID(fakeID{x.ledger, x.entry, x.batch}, n)
+			require.NoError(t, err)
+			if !(x.batch == 0 && x.entry == 0 && x.ledger == 1) { // same position as batch -1
+				assert.Greater(t, seq, prev, "ids increase with the input position and the output")
+			}
+			prev = seq
+		}
+	}
+	_, err := sequenceID(fakeID{1 << 25, 0, 0}, 0)
+	assert.Error(t, err)
+	_, err = sequenceID(fakeID{1, 0, 0}, 256)
+	assert.Error(t, err)
+}
+
+// fakeID is a pulsar.MessageID at a chosen position.
+type fakeID struct {
+	ledger, entry int64
+	batch         int32
+}
+
+func (f fakeID) Serialize() []byte             { return nil }
+func (f fakeID) LedgerID() int64               { return f.ledger }
+func (f fakeID) EntryID() int64                { return f.entry }
+func (f fakeID) BatchIdx() int32               { return f.batch }
+func (f fakeID) PartitionIdx() int32           { return 0 }
+func (f fakeID) BatchSize() int32              { return 0 }
+func (f fakeID) String() string                { return "id" }
+func (f fakeID) Equal(o pulsar.MessageID) bool { return false }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +120,9 @@ func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
 	}
 	if m.Output != "" {
 		p, err := r.producer(m.Output)
+		if err == nil && m.Guarantee == manifest.EffectivelyOnce {
+			err = checkDeduplication(h.cfg.AdminURL, m.Output)
+		}
 		if err != nil {
 			r.close()
 			return nil, err
@@ -352,6 +357,11 @@ func (r *runner) producer(topic string) (pulsar.Producer, error) {
 	if r.f.m.Config.BatchBuilder == "KEY_BASED" {
 		opts.BatcherBuilderType = pulsar.KeyBasedBatchBuilder
 	}
+	if r.f.m.Guarantee == manifest.EffectivelyOnce && topic == r.f.m.Output {
+		// The broker deduplicates by producer name and sequence id: the name must survive
+		// restarts of the runtime.
+		opts.Name = "fnhost-" + strings.ReplaceAll(r.f.m.FQFN(), "/", "-")
+	}
 	p, err := r.h.client.CreateProducer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating producer for %s: %w", topic, err)
@@ -385,23 +395,44 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		EventTime: msg.EventTime(), PublishTime: msg.PublishTime(), RedeliveryCount: msg.RedeliveryCount(),
 		Deadline: deadline,
 	}
-	out := r.newOutputs(msg)
-	acked := false
-	var slot int
-	res, slot, err := r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
-		switch e.Kind {
-		case plugin.EventOutput:
-			return out.add(ctx, e.Output)
-		case plugin.EventMetric:
-			r.h.metrics.onUserMetric(r.f.labels[0], e.Metric.Name, e.Metric.Value)
-		case plugin.EventAck:
-			if m.Guarantee == manifest.Manual && !acked {
-				acked = true
-				return r.consumer.Ack(msg)
+	var (
+		out   *outputs
+		acked bool
+		slot  int
+		res   plugin.Result
+		err   error
+	)
+	for attempt := 0; ; attempt++ {
+		out = r.newOutputs(msg)
+		res, slot, err = r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
+			switch e.Kind {
+			case plugin.EventOutput:
+				return out.add(ctx, e.Output)
+			case plugin.EventMetric:
+				r.h.metrics.onUserMetric(r.f.labels[0], e.Metric.Name, e.Metric.Value)
+			case plugin.EventAck:
+				if m.Guarantee == manifest.Manual && !acked {
+					acked = true
+					return r.consumer.Ack(msg)
+				}
 			}
+			return nil
+		})
+		// EFFECTIVELY_ONCE: an input whose plugin died runs again here, before the next input.
+		// Redelivered later, after newer inputs, its outputs would carry lower sequence ids
+		// than outputs already persisted, and the broker would drop them as duplicates. The
+		// outputs the dead attempt did persist are dropped as duplicates when repeated.
+		if err == nil || m.Guarantee != manifest.EffectivelyOnce || ctx.Err() != nil {
+			break
 		}
-		return nil
-	})
+		r.log.Warn("invocation not run; running it again before the next input (EFFECTIVELY_ONCE)", "message_id", msg.ID().String(), "attempt", attempt+1, "err", err)
+		t := time.NewTimer(min(r.f.m.RetryBackoff<<min(attempt, 6), 30*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
 	sm := r.slotMetrics[slot]
 	sm.onReceived()
 
@@ -441,7 +472,10 @@ func (r *runner) conclude(msg pulsar.Message, sm *slotMetrics, start time.Time, 
 			r.h.metrics.deadLettered.WithLabelValues(m.FQFN()).Inc()
 		}
 		r.log.Debug("function failed", "message_id", msg.ID().String(), "kind", res.Kind.String(), "err", res.Error, "redeliveries", msg.RedeliveryCount())
-		r.settle(msg, false)
+		// Under EFFECTIVELY_ONCE a failed input is not redelivered: after newer inputs its
+		// outputs would be dropped as duplicates. It is settled as processed, with its failure
+		// counted and reported to reply-to.
+		r.settle(msg, m.Guarantee == manifest.EffectivelyOnce)
 	case sendErr != nil:
 		sm.onSystemException()
 		r.log.Warn("publishing outputs; redelivering the input", "message_id", msg.ID().String(), "err", sendErr)
@@ -450,6 +484,50 @@ func (r *runner) conclude(msg pulsar.Message, sm *slotMetrics, start time.Time, 
 		sm.onSuccess(time.Since(start))
 		r.settle(msg, true)
 	}
+}
+
+// sequenceID derives the sequence id of output n of the input with id from the input's
+// position, so that a redelivered input's outputs carry the ids they had the first time and
+// the broker drops them as duplicates. Layout, 63 bits: ledger (25) | entry (20) | batch index
+// (10, the Go client batches up to 1000) | output (8): under EFFECTIVELY_ONCE an input has at
+// most 256 outputs. EFFECTIVELY_ONCE uses one lane (Failover), so the ids increase.
+func sequenceID(id pulsar.MessageID, n int) (int64, error) {
+	ledger, entry, batch := id.LedgerID(), id.EntryID(), int64(max(id.BatchIdx(), 0))
+	if ledger < 0 || ledger >= 1<<25 || entry < 0 || entry >= 1<<20 || batch >= 1<<10 || n >= 1<<8 {
+		return 0, fmt.Errorf("EFFECTIVELY_ONCE: input %s, output %d, is beyond the sequence id layout (ledger < 2^25, entry < 2^20, batch index < 1024, at most 256 outputs per input)", id, n)
+	}
+	return ledger<<38 | entry<<18 | batch<<8 | int64(n), nil
+}
+
+// checkDeduplication fails unless the broker deduplicates messages on topic, which
+// EFFECTIVELY_ONCE relies on.
+func checkDeduplication(adminURL, topic string) error {
+	rest, ok := strings.CutPrefix(topic, "persistent://")
+	if !ok {
+		return fmt.Errorf("EFFECTIVELY_ONCE needs a persistent output topic, not %s", topic)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	url := strings.TrimRight(adminURL, "/") + "/admin/v2/persistent/" + rest + "/deduplicationEnabled?applied=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("EFFECTIVELY_ONCE: checking deduplication of %s: %w", topic, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return fmt.Errorf("EFFECTIVELY_ONCE: checking deduplication of %s: %w", topic, err)
+	}
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
+		ns := rest[:strings.LastIndex(rest, "/")]
+		return fmt.Errorf("EFFECTIVELY_ONCE needs broker deduplication on %s, which is off (%s: %s); enable it with: pulsar-admin namespaces set-deduplication %s --enable",
+			topic, resp.Status, strings.TrimSpace(string(body)), ns)
+	}
+	return nil
 }
 
 // settle acknowledges a processed input or negatively acknowledges a failed one, as the
@@ -558,7 +636,16 @@ func (o *outputs) release(err error) {
 // send publishes out to the output topic and to reply-to.
 func (o *outputs) send(ctx context.Context, out plugin.Output, final bool, failed string) {
 	if o.r.f.m.Output != "" {
-		o.publish(ctx, o.r.f.m.Output, o.message(out, final, failed))
+		m := o.message(out, final, failed)
+		if o.r.f.m.Guarantee == manifest.EffectivelyOnce {
+			seq, err := sequenceID(o.in.ID(), o.seq)
+			if err != nil {
+				o.fail(err)
+				return
+			}
+			m.SequenceID = &seq
+		}
+		o.publish(ctx, o.r.f.m.Output, m)
 	} else if o.replyTo == "" {
 		o.r.h.metrics.unclaimedOutput.WithLabelValues(o.r.f.m.FQFN()).Inc()
 	}
