@@ -231,7 +231,7 @@ func (h *Host) start(ctx context.Context, m *manifest.Function) (*function, erro
 	}
 	f.pool = p
 	if h.client != nil {
-		r, err := newRunner(h, f, log)
+		r, err := newRunner(ctx, h, f, log)
 		if err != nil {
 			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ShutdownTimeout)
 			defer cancel()

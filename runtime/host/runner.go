@@ -66,7 +66,7 @@ type runner struct {
 // several lanes holds laneBuffer per lane, as their own queues would.
 const laneBuffer = 4
 
-func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
+func newRunner(ctx context.Context, h *Host, f *function, log *slog.Logger) (*runner, error) {
 	m := f.m
 	opts := pulsar.ConsumerOptions{
 		Topics:            m.Inputs,
@@ -121,7 +121,7 @@ func newRunner(h *Host, f *function, log *slog.Logger) (*runner, error) {
 	if m.Output != "" {
 		p, err := r.producer(m.Output)
 		if err == nil && m.Guarantee == manifest.EffectivelyOnce {
-			err = checkDeduplication(h.cfg.AdminURL, m.Output)
+			err = checkDeduplication(ctx, h.cfg.AdminURL, m.Output)
 		}
 		if err != nil {
 			r.close()
@@ -501,12 +501,12 @@ func sequenceID(id pulsar.MessageID, n int) (int64, error) {
 
 // checkDeduplication fails unless the broker deduplicates messages on topic, which
 // EFFECTIVELY_ONCE relies on.
-func checkDeduplication(adminURL, topic string) error {
+func checkDeduplication(ctx context.Context, adminURL, topic string) error {
 	rest, ok := strings.CutPrefix(topic, "persistent://")
 	if !ok {
 		return fmt.Errorf("EFFECTIVELY_ONCE needs a persistent output topic, not %s", topic)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	url := strings.TrimRight(adminURL, "/") + "/admin/v2/persistent/" + rest + "/deduplicationEnabled?applied=true"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
