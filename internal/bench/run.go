@@ -82,6 +82,12 @@ func run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err error) 
 	}
 	rep.sections = append(rep.sections, inv)
 
+	trig, err := b.triggerBench(ctx)
+	if err != nil {
+		return err
+	}
+	rep.sections = append(rep.sections, trig...)
+
 	if err := b.devMemory(ctx, mem); err != nil {
 		return err
 	}
