@@ -17,7 +17,6 @@ import (
 
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/internal/pulsartest"
-	"github.com/fnhost/fnhost/runtime/host"
 	"github.com/fnhost/fnhost/trigger/pulsarinvoke"
 )
 
@@ -35,16 +34,8 @@ func TestDisruptivePulsarStop(t *testing.T) {
 	name := pulsartest.Name(t)
 	in, out := pulsartest.Topic(t), pulsartest.Topic(t)
 	fns := []*manifest.Function{exampleManifest(t, "upper", name, in, out, "")}
-	h, err := host.New(ctx, host.Config{Functions: fns, PulsarURL: pulsartest.ServiceURL(), Logger: pulsartest.Logger(t),
-		BuildDir: filepath.Join(t.TempDir(), "build")})
-	require.NoError(t, err)
-	hctx, stopHost := context.WithCancel(context.Background())
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- h.Run(hctx) }()
-	t.Cleanup(func() {
-		stopHost()
-		<-hostDone // shutdown after an outage may report unflushed work; the outage is the test
-	})
+	// After an outage the shutdown may report unflushed work; the outage is the test.
+	runPulsarHost(t, fns, false)
 	url, _ := serveTrigger(t, pulsarinvoke.Config{Functions: fns})
 	// invoke calls the function; an HTTP-level failure comes back as status 0 and its text.
 	invoke := func() (int, string) {

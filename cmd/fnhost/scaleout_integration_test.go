@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/internal/pulsartest"
-	"github.com/fnhost/fnhost/runtime/host"
 	"github.com/fnhost/fnhost/trigger"
 	"github.com/fnhost/fnhost/trigger/pulsarinvoke"
 )
@@ -37,16 +35,7 @@ func TestTwoTriggers(t *testing.T) {
 	name := pulsartest.Name(t)
 	in, out := pulsartest.Topic(t), pulsartest.Topic(t)
 	fns := []*manifest.Function{exampleManifest(t, "upper", name, in, out, "parallelism: 2\n")}
-	h, err := host.New(ctx, host.Config{Functions: fns, PulsarURL: pulsartest.ServiceURL(), Logger: pulsartest.Logger(t),
-		BuildDir: filepath.Join(t.TempDir(), "build")})
-	require.NoError(t, err)
-	hctx, stopHost := context.WithCancel(context.Background())
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- h.Run(hctx) }()
-	t.Cleanup(func() {
-		stopHost()
-		assert.NoError(t, <-hostDone)
-	})
+	runPulsarHost(t, fns, true)
 
 	urlA, invA := serveTrigger(t, pulsarinvoke.Config{Functions: fns})
 	urlB, invB := serveTrigger(t, pulsarinvoke.Config{Functions: fns})
@@ -134,16 +123,7 @@ func TestAsyncRecordsInPulsar(t *testing.T) {
 	name := pulsartest.Name(t)
 	in, out := pulsartest.Topic(t), pulsartest.Topic(t)
 	fns := []*manifest.Function{exampleManifest(t, "upper", name, in, out, "")}
-	h, err := host.New(ctx, host.Config{Functions: fns, PulsarURL: pulsartest.ServiceURL(), Logger: pulsartest.Logger(t),
-		BuildDir: filepath.Join(t.TempDir(), "build")})
-	require.NoError(t, err)
-	hctx, stopHost := context.WithCancel(context.Background())
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- h.Run(hctx) }()
-	t.Cleanup(func() {
-		stopHost()
-		assert.NoError(t, <-hostDone)
-	})
+	runPulsarHost(t, fns, true)
 
 	callbacks := make(chan trigger.Invocation, 4)
 	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -72,6 +72,32 @@ func serveTrigger(t *testing.T, cfg pulsarinvoke.Config) (string, *pulsarinvoke.
 	return "http://" + ln.Addr().String(), inv
 }
 
+// runPulsarHost runs a Pulsar-mode host runtime for fns until the test ends; with
+// cleanShutdown, its shutdown must report no error.
+func runPulsarHost(t *testing.T, fns []*manifest.Function, cleanShutdown bool) *host.Host {
+	t.Helper()
+	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h, err := host.New(startCtx, host.Config{Functions: fns, PulsarURL: pulsartest.ServiceURL(), Logger: pulsartest.Logger(t),
+		BuildDir: filepath.Join(t.TempDir(), "build")})
+	require.NoError(t, err)
+	hctx, stopHost := context.WithCancel(context.Background())
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- h.Run(hctx) }()
+	t.Cleanup(func() {
+		stopHost()
+		select {
+		case err := <-hostDone:
+			if cleanShutdown {
+				assert.NoError(t, err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Error("host did not stop")
+		}
+	})
+	return h
+}
+
 func post(t *testing.T, url, body string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
@@ -96,23 +122,7 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 	flaky := exampleManifest(t, "flaky", "flaky-"+pulsartest.Name(t), pulsartest.Topic(t), pulsartest.Topic(t), "maxMessageRetries: 0\n")
 	fns := []*manifest.Function{echo, stream, flaky}
 
-	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	h, err := host.New(startCtx, host.Config{Functions: fns, PulsarURL: pulsartest.ServiceURL(), Logger: pulsartest.Logger(t),
-		BuildDir: filepath.Join(t.TempDir(), "build")})
-	require.NoError(t, err)
-	hctx, stopHost := context.WithCancel(context.Background())
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- h.Run(hctx) }()
-	t.Cleanup(func() {
-		stopHost()
-		select {
-		case err := <-hostDone:
-			assert.NoError(t, err)
-		case <-time.After(2 * time.Minute):
-			t.Error("host did not stop")
-		}
-	})
+	runPulsarHost(t, fns, true)
 	base, inv := serveTrigger(t, pulsarinvoke.Config{Functions: fns})
 
 	t.Run("sync", func(t *testing.T) {
