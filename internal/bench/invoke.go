@@ -42,10 +42,7 @@ func (b *bench) invoke(ctx context.Context, mem *memory) (*section, error) {
 		if err != nil {
 			return err
 		}
-		if !bytes.Equal(out, in) {
-			return fmt.Errorf("echo returned %d bytes, not the %d sent", len(out), len(in))
-		}
-		return nil
+		return checkEcho(in, out)
 	}
 
 	latencyTarget := "p50 ≤" + ratio(latencyTargetRatio)
@@ -74,10 +71,8 @@ func (b *bench) invoke(ctx context.Context, mem *memory) (*section, error) {
 			return err
 		case res.Kind != plugin.KindNone:
 			return fmt.Errorf("result %s: %s", res.Kind, res.Error)
-		case !bytes.Equal(out, in):
-			return fmt.Errorf("echo returned %d bytes, not the %d sent", len(out), len(in))
 		}
-		return nil
+		return checkEcho(in, out)
 	}
 
 	b.progress("plugin invoke: latency, %d calls each in %d alternating rounds…", latencyCalls, latencyRounds)
@@ -260,4 +255,12 @@ func streamLoad(ctx context.Context, c *bareplugin.Client, d time.Duration, in [
 		return 0, errors.New("no echo received")
 	}
 	return float64(n) / last.Sub(start).Seconds(), nil
+}
+
+// checkEcho fails when an echo did not return the bytes sent.
+func checkEcho(in, out []byte) error {
+	if !bytes.Equal(out, in) {
+		return fmt.Errorf("echo returned %d bytes, not the %d sent", len(out), len(in))
+	}
+	return nil
 }

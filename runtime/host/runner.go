@@ -573,13 +573,7 @@ func (r *runner) newOutputs(in pulsar.Message) *outputs {
 	if r.f.m.ForwardProperties {
 		maps.Copy(base, props)
 	}
-	// Request properties belong to this invocation, not to whatever consumes the output.
-	delete(base, invocation.ReplyTo)
-	delete(base, invocation.Deadline)
-	delete(base, invocation.Seq)
-	delete(base, invocation.Final)
-	delete(base, invocation.Error)
-	delete(base, invocation.End)
+	invocation.DropPerInvocation(base)
 	if id := props[invocation.ID]; id != "" {
 		base[invocation.ID] = id
 	}

@@ -47,3 +47,13 @@ const (
 	// InputMessageID is the base64 (standard encoding) of the serialized input message id.
 	InputMessageID = "__pfn_input_msg_id__"
 )
+
+// DropPerInvocation deletes from props, in place, the properties that address one invocation:
+// the request properties of its caller (a function fed by an output must not reply to that
+// caller) and the reply properties, which each invocation sets itself. Outputs that forward
+// their input's properties forward the rest.
+func DropPerInvocation(props map[string]string) {
+	for _, k := range [...]string{ReplyTo, Deadline, Seq, Final, Error, End} {
+		delete(props, k)
+	}
+}

@@ -41,11 +41,6 @@ func parseRequest(props map[string]string) (request, error) {
 	return r, nil
 }
 
-// notForwarded are input properties never copied onto outputs: the request properties that
-// address this invocation's caller (a downstream function must not reply to it) and the
-// reply properties, which this invocation sets itself.
-var notForwarded = []string{invocation.ReplyTo, invocation.Deadline, invocation.Seq, invocation.Final, invocation.Error, invocation.End}
-
 // outputMessage builds the message for one output of input in. Precedence of properties,
 // lowest first: the forwarded input properties, the output's own, then Pulsar Functions'
 // __pfn_input_topic__ and __pfn_input_msg_id__ (never spoofable: `functions trigger` and
@@ -54,9 +49,7 @@ func outputMessage(in pulsar.Message, out call.Output, forward bool) *pulsar.Pro
 	props := make(map[string]string, len(in.Properties())+len(out.Properties)+2)
 	if forward {
 		maps.Copy(props, in.Properties())
-		for _, k := range notForwarded {
-			delete(props, k)
-		}
+		invocation.DropPerInvocation(props)
 	}
 	maps.Copy(props, out.Properties)
 	props[invocation.InputTopic] = in.Topic()
