@@ -149,17 +149,24 @@ func (s *Server) runAsync(base context.Context, cancel context.CancelFunc, fn Fu
 	s.putRecord(base, log, rec)
 
 	ctx, cancelInvoke := context.WithDeadline(base, req.Deadline)
-	var size int64
+	var size, n int64
 	emit := func(o Output) error {
-		if len(rec.Outputs) == 0 {
+		if n == 0 {
 			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(started).Seconds())
+		}
+		if len(rec.Outputs) > 0 && o.Attempt != rec.Outputs[0].Attempt {
+			// The function was retried: the record keeps the retry's outputs only. The journal,
+			// read by event streams, keeps numbering and marks the restart.
+			rec.Outputs, size = nil, 0
 		}
 		if size += int64(len(o.Payload)); size > s.cfg.MaxOutputBytes {
 			return s.outputTooLarge(req.ID)
 		}
+		o.Seq = n
+		n++
+		j.append(o)
 		o.Seq = int64(len(rec.Outputs))
 		rec.Outputs = append(rec.Outputs, o)
-		j.append(o)
 		return nil
 	}
 	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)

@@ -38,7 +38,12 @@
 //     X-Callback-Url, POSTed there (signed with Config.CallbackSecret) with retries.
 //
 // In JSON an output is {"seq","payload" or "payload_base64","key","properties",
-// "content_type"}: "payload" when the bytes are UTF-8, else "payload_base64"; never both.
+// "content_type","attempt"}: "payload" when the bytes are UTF-8, else "payload_base64"; never
+// both.
+//
+// A function retried by Pulsar starts its outputs again with a higher attempt (see
+// Output.Attempt). Synchronous answers and async records hold the last attempt's outputs only;
+// streams announce the retry with a "restart" event (SSE) or line (NDJSON) and go on.
 //
 // A streamed invocation is tied to its caller: if the caller goes away, the invocation is
 // cancelled. To survive disconnects, invoke with Prefer: respond-async and follow

@@ -168,6 +168,8 @@ func (s *Server) invokeSync(c *gin.Context, fn Function, req *Request) {
 	emit := func(o Output) error {
 		if len(outs) == 0 {
 			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(start).Seconds())
+		} else if o.Attempt != outs[0].Attempt {
+			outs, size = nil, 0 // the function was retried: only the retry's outputs count
 		}
 		if size += int64(len(o.Payload)); size > s.cfg.MaxOutputBytes {
 			return s.outputTooLarge(req.ID)
@@ -228,7 +230,7 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 	defer cancel()
 
 	j := s.journals.add(req.ID)
-	st := newStreamer(m, c.Writer, req.ID)
+	st := newStreamer(m, c.Writer, req.ID, 0)
 	start := time.Now()
 	var n int64
 	emit := func(o Output) error {

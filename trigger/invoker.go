@@ -110,6 +110,11 @@ type Output struct {
 	// Seq is the output's position in its invocation: 0, 1, 2… The trigger numbers outputs in
 	// emit order and overwrites it, so an Invoker may leave it zero.
 	Seq int64
+	// Attempt is the delivery of the input that produced the output: 0 the first, n its n-th
+	// retry. An Invoker that sees the function retried emits the retry's outputs with the
+	// higher attempt; the trigger then drops (sync, async) or marks as superseded (streams)
+	// the outputs of the failed attempt, so the two never mix.
+	Attempt int
 }
 
 // ErrorKind says how a function failed.

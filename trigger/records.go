@@ -68,7 +68,7 @@ func (s *Server) handleEvents(c *gin.Context) {
 		m = modeSSE
 	}
 	c.Header(headerInvocationID, id)
-	st := newStreamer(m, c.Writer, id)
+	st := newStreamer(m, c.Writer, id, j.attemptAt(after))
 	st.begin()
 	err = j.follow(c.Request.Context(), after, s.cfg.SSEKeepAlive, st.output, st.end, st.keepAlive)
 	if err != nil {

@@ -18,11 +18,13 @@ type journal struct {
 	mu     sync.Mutex
 	events []Output // contiguous seqs: events[i].Seq == base+i
 	base   int64    // seq of events[0]; outputs below it were dropped
-	next   int64    // seq of the next output
-	bytes  int64
-	end    *streamEnd // set once the invocation ended
-	ended  time.Time
-	change chan struct{} // closed and replaced on every append and at the end
+	// dropped is the attempt of the last dropped output (events[0]'s predecessor).
+	dropped int
+	next    int64 // seq of the next output
+	bytes   int64
+	end     *streamEnd // set once the invocation ended
+	ended   time.Time
+	change  chan struct{} // closed and replaced on every append and at the end
 }
 
 // streamEnd is how a stream ends: Err nil for success.
@@ -39,6 +41,7 @@ func (j *journal) append(o Output) {
 	j.bytes += int64(len(o.Payload))
 	for len(j.events) > 1 && (len(j.events) > j.maxEvts || j.bytes > j.maxBytes) {
 		j.bytes -= int64(len(j.events[0].Payload))
+		j.dropped = j.events[0].Attempt
 		j.events[0] = Output{}
 		j.events = j.events[1:]
 		j.base++
@@ -71,6 +74,26 @@ func (j *journal) since(after int64) (outs []Output, end *streamEnd, change <-ch
 		outs = append([]Output(nil), j.events[from:]...)
 	}
 	return outs, j.end, j.change, true
+}
+
+// attemptAt returns the attempt of output seq (-1: before the first output, attempt 0), as far
+// as the journal still knows it; a resumed stream starts from it, so it marks only the
+// restarts its caller has not seen.
+func (j *journal) attemptAt(seq int64) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch i := seq - j.base; {
+	case seq < 0:
+		return 0
+	case i >= 0 && i < int64(len(j.events)):
+		return j.events[i].Attempt
+	case i == -1:
+		return j.dropped
+	case i >= int64(len(j.events)) && len(j.events) > 0:
+		return j.events[len(j.events)-1].Attempt
+	default:
+		return 0
+	}
 }
 
 // journals holds the journals of recent invocations, bounded in count and, once ended, in age.

@@ -20,11 +20,14 @@ type streamer interface {
 	keepAlive() error
 }
 
-func newStreamer(m mode, w http.ResponseWriter, id string) streamer {
+// newStreamer returns the streamer of mode m. attempt is the attempt of the outputs the caller
+// has already seen (0 on a new stream): an output of another attempt is preceded by a restart
+// event.
+func newStreamer(m mode, w http.ResponseWriter, id string, attempt int) streamer {
 	if m == modeNDJSON {
-		return &ndjsonStreamer{w: w, id: id}
+		return &ndjsonStreamer{w: w, id: id, attempt: attempt}
 	}
-	return &sseStreamer{w: w, id: id}
+	return &sseStreamer{w: w, id: id, attempt: attempt}
 }
 
 func flush(w http.ResponseWriter) error {
@@ -39,10 +42,16 @@ func flush(w http.ResponseWriter) error {
 // other payload is "event: output-base64" with one data line of standard base64. The stream
 // ends with "event: done" (data {"invocation_id","outputs"}) or "event: error" (data: the
 // error object of the JSON error body).
+//
+// When the function is retried after outputs of a failed attempt were streamed, the retry's
+// first output is preceded by "event: restart" (data {"invocation_id","attempt"}): the outputs
+// before it are superseded. Event ids keep increasing across attempts, so Last-Event-ID stays
+// exact.
 type sseStreamer struct {
-	w   http.ResponseWriter
-	id  string
-	buf bytes.Buffer
+	w       http.ResponseWriter
+	id      string
+	attempt int
+	buf     bytes.Buffer
 }
 
 func (s *sseStreamer) begin() {
@@ -55,6 +64,10 @@ func (s *sseStreamer) begin() {
 
 func (s *sseStreamer) output(o Output) error {
 	s.buf.Reset()
+	if o.Attempt != s.attempt {
+		s.attempt = o.Attempt
+		fmt.Fprintf(&s.buf, "event: restart\ndata: {\"invocation_id\":%q,\"attempt\":%d}\n\n", s.id, o.Attempt)
+	}
 	writeSSEOutput(&s.buf, o)
 	return s.send()
 }
@@ -109,9 +122,18 @@ func (s *sseStreamer) send() error {
 
 // ndjsonStreamer writes application/x-ndjson: one JSON output per line (see outputJSON), then
 // {"done":true,"invocation_id":…,"outputs":n} or {"done":true,"invocation_id":…,"error":{…}}.
+// A retry's first output is preceded by {"restart":true,"invocation_id":…,"attempt":n}: the
+// lines before it are superseded.
 type ndjsonStreamer struct {
-	w  http.ResponseWriter
-	id string
+	w       http.ResponseWriter
+	id      string
+	attempt int
+}
+
+type ndjsonRestart struct {
+	Restart      bool   `json:"restart"`
+	InvocationID string `json:"invocation_id"`
+	Attempt      int    `json:"attempt"`
 }
 
 type ndjsonEnd struct {
@@ -128,7 +150,15 @@ func (s *ndjsonStreamer) begin() {
 	s.w.WriteHeader(http.StatusOK)
 }
 
-func (s *ndjsonStreamer) output(o Output) error { return s.line(o) }
+func (s *ndjsonStreamer) output(o Output) error {
+	if o.Attempt != s.attempt {
+		s.attempt = o.Attempt
+		if err := s.line(ndjsonRestart{Restart: true, InvocationID: s.id, Attempt: o.Attempt}); err != nil {
+			return err
+		}
+	}
+	return s.line(o)
+}
 
 func (s *ndjsonStreamer) end(e *streamEnd) error {
 	return s.line(ndjsonEnd{Done: true, InvocationID: s.id, Outputs: e.Outputs, Error: e.Err})

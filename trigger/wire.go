@@ -18,11 +18,12 @@ type outputJSON struct {
 	Key           string            `json:"key,omitempty"`
 	Properties    map[string]string `json:"properties,omitempty"`
 	ContentType   string            `json:"content_type,omitempty"`
+	Attempt       int               `json:"attempt,omitempty"`
 }
 
 // MarshalJSON encodes o as described on outputJSON.
 func (o Output) MarshalJSON() ([]byte, error) {
-	j := outputJSON{Seq: o.Seq, Key: o.Key, Properties: o.Properties, ContentType: o.ContentType}
+	j := outputJSON{Seq: o.Seq, Key: o.Key, Properties: o.Properties, ContentType: o.ContentType, Attempt: o.Attempt}
 	if utf8.Valid(o.Payload) {
 		s := string(o.Payload)
 		j.Payload = &s
@@ -39,7 +40,7 @@ func (o *Output) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*o = Output{Seq: j.Seq, Key: j.Key, Properties: j.Properties, ContentType: j.ContentType}
+	*o = Output{Seq: j.Seq, Key: j.Key, Properties: j.Properties, ContentType: j.ContentType, Attempt: j.Attempt}
 	switch {
 	case j.Payload != nil && j.PayloadBase64 != nil:
 		return errors.New("output has both payload and payload_base64")

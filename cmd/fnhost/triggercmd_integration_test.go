@@ -120,7 +120,9 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 	echo := exampleManifest(t, "echo", "echo-"+pulsartest.Name(t), pulsartest.Topic(t), pulsartest.Topic(t), "")
 	stream := exampleManifest(t, "stream", "stream-"+pulsartest.Name(t), pulsartest.Topic(t), pulsartest.Topic(t), "")
 	flaky := exampleManifest(t, "flaky", "flaky-"+pulsartest.Name(t), pulsartest.Topic(t), pulsartest.Topic(t), "maxMessageRetries: 0\n")
-	fns := []*manifest.Function{echo, stream, flaky}
+	retried := exampleManifest(t, "flaky", "retried-"+pulsartest.Name(t), pulsartest.Topic(t), pulsartest.Topic(t),
+		"maxMessageRetries: 2\nuserConfig: {fnhost.retryBackoff: 50ms}\n")
+	fns := []*manifest.Function{echo, stream, flaky, retried}
 
 	runPulsarHost(t, fns, true)
 	base, inv := serveTrigger(t, pulsarinvoke.Config{Functions: fns})
@@ -164,6 +166,25 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 		assert.Contains(t, body, `"code":"function_error"`)
 		assert.Contains(t, body, "marker")
 		assert.Contains(t, body, resp.Header.Get("X-Invocation-Id"))
+	})
+
+	t.Run("retried: the failed attempt's output does not mix", func(t *testing.T) {
+		resp, body := post(t, base+"/function/"+retried.Name, "once more")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		assert.Equal(t, "once more", body, "only the retry's output")
+		assert.Equal(t, "1", resp.Header.Get("X-Output-Count"))
+
+		req, err := http.NewRequest(http.MethodPost, base+"/function/"+retried.Name, strings.NewReader("once again"))
+		require.NoError(t, err)
+		req.Header.Set("Accept", "text/event-stream")
+		sresp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer sresp.Body.Close()
+		raw, err := io.ReadAll(sresp.Body)
+		require.NoError(t, err)
+		assert.Contains(t, string(raw), "id: 0\nevent: output\ndata: partial output of a failing attempt\n\n"+
+			"event: restart\ndata: {\"invocation_id\":\""+sresp.Header.Get("X-Invocation-Id")+"\",\"attempt\":1}\n\n"+
+			"id: 1\nevent: output\ndata: once again\n\nevent: done\n")
 	})
 
 	t.Run("no output", func(t *testing.T) {

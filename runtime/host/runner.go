@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -380,12 +379,13 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		}
 	}
 	props := msg.Properties()
-	deadline := time.Time{}
-	if m.Timeout > 0 {
-		deadline = start.Add(m.Timeout)
+	ireq, perr := invocation.ParseRequest(props, msg.RedeliveryCount())
+	if perr != nil {
+		r.log.Warn("ignoring a malformed invocation property", "message_id", msg.ID().String(), "err", perr)
 	}
-	if ms, err := strconv.ParseInt(props[invocation.Deadline], 10, 64); err == nil {
-		if d := time.UnixMilli(ms); deadline.IsZero() || d.Before(deadline) {
+	deadline := ireq.Deadline
+	if m.Timeout > 0 {
+		if d := start.Add(m.Timeout); deadline.IsZero() || d.Before(deadline) {
 			deadline = d
 		}
 	}
@@ -403,7 +403,7 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		err   error
 	)
 	for attempt := 0; ; attempt++ {
-		out = r.newOutputs(msg)
+		out = r.newOutputs(msg, ireq)
 		res, slot, err = r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
 			switch e.Kind {
 			case plugin.EventOutput:
@@ -552,14 +552,16 @@ func (r *runner) settle(msg pulsar.Message, ok bool) {
 
 // outputs publishes the outputs of one invocation: to the output topic, and to the reply-to
 // topic when the input names one. It holds back one output so that the last one can carry
-// invocation.Final; an invocation without outputs sends a lone final message to reply-to.
+// invocation.Final; an invocation without outputs sends a lone end message to reply-to. The
+// reply properties follow the contract of invocation.Replies, as the SDK's instance does.
 type outputs struct {
 	r       *runner
 	in      pulsar.Message
-	replyTo string
+	req     invocation.Request
+	replies *invocation.Replies
 	base    map[string]string // properties every output carries
 	held    *plugin.Output
-	seq     int
+	n       int // outputs sent to the output topic: the EFFECTIVELY_ONCE sequence
 
 	mu      sync.Mutex
 	pending int         // sends in flight, plus one until finish is called
@@ -567,42 +569,38 @@ type outputs struct {
 	errs    []error
 }
 
-func (r *runner) newOutputs(in pulsar.Message) *outputs {
-	props := in.Properties()
+func (r *runner) newOutputs(in pulsar.Message, req invocation.Request) *outputs {
 	base := map[string]string{}
 	if r.f.m.ForwardProperties {
-		maps.Copy(base, props)
+		maps.Copy(base, in.Properties())
 	}
 	invocation.DropPerInvocation(base)
-	if id := props[invocation.ID]; id != "" {
-		base[invocation.ID] = id
-	}
 	base[invocation.InputTopic] = in.Topic()
 	base[invocation.InputMessageID] = invocation.MessageID(in)
-	return &outputs{r: r, in: in, replyTo: props[invocation.ReplyTo], base: base, pending: 1}
+	return &outputs{r: r, in: in, req: req, replies: invocation.NewReplies(req), base: base, pending: 1}
 }
 
 func (o *outputs) add(ctx context.Context, out plugin.Output) error {
 	if o.held != nil {
-		o.send(ctx, *o.held, false, "")
+		o.send(ctx, *o.held, false)
 	}
 	o.held = &out
 	return nil
 }
 
-// finish sends the held output as the final one (with failed as the error text when not
-// empty; to reply-to only when report is true), and calls done with the sends' errors once
-// every send has completed, from the last send's callback (or at once when nothing is in
-// flight).
+// finish sends the held output as the final one when the invocation succeeded, reports the
+// end (with failed as the error text when not empty) to reply-to when report is true, and
+// calls done with the sends' errors once every send has completed, from the last send's
+// callback (or at once when nothing is in flight).
 func (o *outputs) finish(ctx context.Context, failed string, report bool, done func(error)) {
 	o.mu.Lock()
 	o.done = done
 	o.mu.Unlock()
 	switch {
 	case o.held != nil && failed == "":
-		o.send(ctx, *o.held, true, "")
+		o.send(ctx, *o.held, true)
 	case o.held != nil:
-		o.send(ctx, *o.held, false, "")
+		o.send(ctx, *o.held, false)
 		if report {
 			o.end(ctx, failed)
 		}
@@ -627,56 +625,53 @@ func (o *outputs) release(err error) {
 	}
 }
 
-// send publishes out to the output topic and to reply-to.
-func (o *outputs) send(ctx context.Context, out plugin.Output, final bool, failed string) {
-	if o.r.f.m.Output != "" {
-		m := o.message(out, final, failed)
-		if o.r.f.m.Guarantee == manifest.EffectivelyOnce {
-			seq, err := sequenceID(o.in.ID(), o.seq)
-			if err != nil {
-				o.fail(err)
-				return
-			}
-			m.SequenceID = &seq
-		}
-		o.publish(ctx, o.r.f.m.Output, m)
-	} else if o.replyTo == "" {
-		o.r.h.metrics.unclaimedOutput.WithLabelValues(o.r.f.m.FQFN()).Inc()
+// send publishes out to the output topic and to reply-to: one message, numbered once.
+func (o *outputs) send(ctx context.Context, out plugin.Output, final bool) {
+	m := o.message(out)
+	if o.req.Correlated() {
+		o.replies.Output(m.Properties, final, "")
 	}
-	o.reply(ctx, out, final, failed)
-	o.seq++
-}
-
-func (o *outputs) reply(ctx context.Context, out plugin.Output, final bool, failed string) {
-	if o.replyTo == "" {
+	if o.req.ReplyTo != "" {
+		o.publish(ctx, o.req.ReplyTo, m)
+	}
+	if o.r.f.m.Output == "" {
+		if o.req.ReplyTo == "" {
+			o.r.h.metrics.unclaimedOutput.WithLabelValues(o.r.f.m.FQFN()).Inc()
+		}
 		return
 	}
-	o.publish(ctx, o.replyTo, o.message(out, final, failed))
+	if o.r.f.m.Guarantee == manifest.EffectivelyOnce {
+		seq, err := sequenceID(o.in.ID(), o.n)
+		if err != nil {
+			o.fail(err)
+			return
+		}
+		c := *m // the reply-to copy carries no sequence id
+		c.SequenceID = &seq
+		m = &c
+	}
+	o.n++
+	o.publish(ctx, o.r.f.m.Output, m)
 }
 
 // end sends reply-to the message that ends the invocation without being an output: after
 // the last output of a failed invocation (with its error), or alone when there was none.
 func (o *outputs) end(ctx context.Context, failed string) {
-	if o.replyTo == "" {
+	if o.req.ReplyTo == "" {
 		return
 	}
-	m := o.message(plugin.Output{}, true, failed)
-	m.Properties[invocation.End] = "true"
-	o.publish(ctx, o.replyTo, m)
+	m := o.message(plugin.Output{})
+	o.replies.End(m.Properties, failed)
+	o.publish(ctx, o.req.ReplyTo, m)
 }
 
-func (o *outputs) message(out plugin.Output, final bool, failed string) *pulsar.ProducerMessage {
-	// Sized for the base, the output's own and the four this and end add at most.
-	props := make(map[string]string, len(o.base)+len(out.Properties)+4)
+// message builds the message of out. Its properties are not modified once it is published:
+// one message goes to both topics.
+func (o *outputs) message(out plugin.Output) *pulsar.ProducerMessage {
+	// Sized for the base, the output's own and the six reply properties at most.
+	props := make(map[string]string, len(o.base)+len(out.Properties)+6)
 	maps.Copy(props, o.base)
 	maps.Copy(props, out.Properties)
-	props[invocation.Seq] = strconv.Itoa(o.seq)
-	if final {
-		props[invocation.Final] = "true"
-	}
-	if failed != "" {
-		props[invocation.Error] = failed
-	}
 	key := out.Key
 	if key == "" {
 		key = o.in.Key()

@@ -340,20 +340,16 @@ func (inv *Invoker) receive(ctx context.Context) {
 
 // parseReply reads a reply-topic message.
 func parseReply(m pulsar.Message) (string, reply, bool) {
-	props := m.Properties()
-	id := props[invocation.ID]
-	seq, err := strconv.ParseInt(props[invocation.Seq], 10, 64)
-	if id == "" || err != nil || seq < 0 {
+	p, ok := invocation.ParseReply(m.Properties())
+	if !ok {
 		return "", reply{}, false
 	}
-	r := reply{seq: seq, final: props[invocation.Final] == "true", errText: props[invocation.Error]}
-	// A message marked End only ends the invocation (no more output, or its error); any
-	// other reply is an output, an empty one included.
-	r.output = props[invocation.End] != "true" && r.errText == ""
+	r := reply{seq: p.Seq, attempt: p.Attempt, final: p.Final, errText: p.Error, output: p.Output}
 	if r.output {
 		r.out = outputOf(m)
+		r.out.Attempt = p.Attempt
 	}
-	return id, r, true
+	return p.ID, r, true
 }
 
 // outputOf is the trigger's view of an output message: correlation, Pulsar Functions and

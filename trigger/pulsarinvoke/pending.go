@@ -14,6 +14,7 @@ import (
 // the output topic (fallback).
 type reply struct {
 	seq     int64
+	attempt int // the function's retry count: a higher attempt starts again at seq 0
 	final   bool
 	errText string // the function's error, on a final reply
 	// output is false for an end marker: the empty final message a function sends when it has
@@ -35,6 +36,7 @@ type call struct {
 	signal chan struct{} // capacity 1: "something changed"; a pending signal is enough
 
 	mu      sync.Mutex
+	attempt int             // attempt of the replies handed over; older ones are stale
 	next    int64           // seq of the next reply to hand over
 	early   map[int64]reply // replies that came before the ones preceding them
 	ready   []reply         // in seq order, not taken yet
@@ -56,14 +58,22 @@ func (c *call) notify() {
 	}
 }
 
-// deliver hands over reply r from the reply topic. Duplicates (a redelivery, or a retried
-// attempt of the function resending seqs already seen) and replies after the final one are
-// ignored. It reports whether r was new.
+// deliver hands over reply r from the reply topic. Duplicates (a redelivery of a reply, or
+// an attempt that died resending seqs already seen), replies of an earlier attempt and replies
+// after the final one are ignored. The first reply of a retry (a higher attempt) drops what
+// the failed attempt sent and the caller has not taken, and restarts at seq 0. It reports
+// whether r was new.
 func (c *call) deliver(r reply) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.replied = true
-	if c.done || c.err != nil || r.seq < c.next {
+	if c.done || c.err != nil || r.attempt < c.attempt {
+		return false
+	}
+	if r.attempt > c.attempt {
+		c.attempt, c.next, c.early, c.ready, c.bytes = r.attempt, 0, nil, nil, 0
+	}
+	if r.seq < c.next {
 		return false
 	}
 	if _, dup := c.early[r.seq]; dup {

@@ -44,6 +44,12 @@ func replyMsg(id string, seq int, payload string, final bool, errText string) fa
 	return fakeMessage{payload: []byte(payload), props: p}
 }
 
+// attempt marks m as a reply of the function's n-th retry.
+func attempt(m fakeMessage, n int) fakeMessage {
+	m.props[invocation.Attempt] = strconv.Itoa(n)
+	return m
+}
+
 // run invokes wait on c in a goroutine, collecting the payloads emitted.
 func run(t *testing.T, ctx context.Context, c *call, deadline time.Time) (func() (trigger.Result, error, []string), *[]string) {
 	t.Helper()
@@ -56,7 +62,11 @@ func run(t *testing.T, ctx context.Context, c *call, deadline time.Time) (func()
 	go func() {
 		res, err := (&Invoker{}).wait(ctx, trigger.Function{Tenant: "public", Namespace: "default", Name: "f"},
 			&trigger.Request{ID: c.id, Deadline: deadline}, c, func(o trigger.Output) error {
-				got = append(got, string(o.Payload))
+				p := string(o.Payload)
+				if o.Attempt > 0 {
+					p += "@" + strconv.Itoa(o.Attempt)
+				}
+				got = append(got, p)
 				return nil
 			})
 		done <- result{res, err}
@@ -94,6 +104,12 @@ func TestDemultiplexing(t *testing.T) {
 		{"stream ends with a marker", []fakeMessage{replyMsg("a", 1, "", true, ""), replyMsg("a", 0, "x", false, "")}, []string{"x"}, ""},
 		{"failure after outputs", []fakeMessage{replyMsg("a", 0, "x", false, ""), replyMsg("a", 1, "", true, "boom")}, []string{"x"}, "boom"},
 		{"nothing after final", []fakeMessage{replyMsg("a", 0, "x", true, ""), replyMsg("a", 1, "late", false, "")}, []string{"x"}, ""},
+		{"a retry replaces the failed attempt's outputs not taken", []fakeMessage{replyMsg("a", 1, "y", false, ""),
+			attempt(replyMsg("a", 0, "X", false, ""), 1), attempt(replyMsg("a", 1, "Y", true, ""), 1)}, []string{"X@1", "Y@1"}, ""},
+		{"replies of an earlier attempt are stale", []fakeMessage{attempt(replyMsg("a", 0, "X", true, ""), 2),
+			attempt(replyMsg("a", 0, "x", false, ""), 1)}, []string{"X@2"}, ""},
+		{"a retry's outputs carry its attempt", []fakeMessage{attempt(replyMsg("a", 1, "", true, ""), 1),
+			attempt(replyMsg("a", 0, "X", false, ""), 1)}, []string{"X@1"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,6 +28,11 @@ const (
 	// (a function with no more output) or carries its Error. Without it, an empty final
 	// message would be ambiguous with an empty last output.
 	End = "fnhost-end"
+	// Attempt is the redelivery count of the input an output answers (decimal; absent on the
+	// first delivery). A retried input starts its outputs again at seq 0 with a higher
+	// attempt: the caller discards what an earlier attempt sent, so the outputs of a failed
+	// attempt never mix with those of the retry.
+	Attempt = "fnhost-attempt"
 )
 
 // Properties both sides set.
@@ -53,7 +58,7 @@ const (
 // caller) and the reply properties, which each invocation sets itself. Outputs that forward
 // their input's properties forward the rest.
 func DropPerInvocation(props map[string]string) {
-	for _, k := range [...]string{ReplyTo, Deadline, Seq, Final, Error, End} {
+	for _, k := range [...]string{ReplyTo, Deadline, Seq, Final, Error, End, Attempt} {
 		delete(props, k)
 	}
 }

@@ -17,30 +17,6 @@ import (
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 )
 
-// request is what an input asks of its invocation through the correlation properties.
-type request struct {
-	id       string
-	replyTo  string
-	deadline time.Time // zero: none
-}
-
-// correlated reports whether outputs must carry the reply properties.
-func (r request) correlated() bool { return r.id != "" || r.replyTo != "" }
-
-// parseRequest reads the correlation properties. A malformed deadline is reported and
-// ignored: the function still runs.
-func parseRequest(props map[string]string) (request, error) {
-	r := request{id: props[invocation.ID], replyTo: props[invocation.ReplyTo]}
-	if s, ok := props[invocation.Deadline]; ok && s != "" {
-		ms, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return r, fmt.Errorf("property %s: want Unix milliseconds, got %q", invocation.Deadline, s)
-		}
-		r.deadline = time.UnixMilli(ms)
-	}
-	return r, nil
-}
-
 // outputMessage builds the message for one output of input in. Precedence of properties,
 // lowest first: the forwarded input properties, the output's own, then Pulsar Functions'
 // __pfn_input_topic__ and __pfn_input_msg_id__ (never spoofable: `functions trigger` and
@@ -69,26 +45,6 @@ func outputMessage(in pulsar.Message, out call.Output, forward bool) *pulsar.Pro
 		m.EventTime = in.EventTime()
 	}
 	return m
-}
-
-// withReply returns a copy of m carrying the reply properties of output seq.
-func withReply(m *pulsar.ProducerMessage, r request, seq int, final bool, errText string) *pulsar.ProducerMessage {
-	c := *m
-	c.Properties = maps.Clone(m.Properties)
-	if c.Properties == nil {
-		c.Properties = map[string]string{}
-	}
-	if r.id != "" {
-		c.Properties[invocation.ID] = r.id
-	}
-	c.Properties[invocation.Seq] = strconv.Itoa(seq)
-	if final {
-		c.Properties[invocation.Final] = "true"
-	}
-	if errText != "" {
-		c.Properties[invocation.Error] = errText
-	}
-	return &c
 }
 
 // producerOptions are the options of every producer of the instance: the output topic's,

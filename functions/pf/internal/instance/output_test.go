@@ -100,30 +100,6 @@ func TestOutputMessage(t *testing.T) {
 	}
 }
 
-func TestWithReply(t *testing.T) {
-	t.Parallel()
-	m := &pulsar.ProducerMessage{Payload: []byte("p"), Properties: map[string]string{"a": "1"}}
-	got := withReply(m, request{id: "inv", replyTo: "r"}, 3, true, "boom")
-	assert.Equal(t, map[string]string{"a": "1", invocation.ID: "inv", invocation.Seq: "3",
-		invocation.Final: "true", invocation.Error: "boom"}, got.Properties)
-	assert.Equal(t, map[string]string{"a": "1"}, m.Properties, "the original is not modified")
-	got = withReply(m, request{replyTo: "r"}, 0, false, "")
-	assert.Equal(t, map[string]string{"a": "1", invocation.Seq: "0"}, got.Properties)
-}
-
-func TestParseRequest(t *testing.T) {
-	t.Parallel()
-	r, err := parseRequest(map[string]string{invocation.ID: "i", invocation.ReplyTo: "t", invocation.Deadline: "1700000000000"})
-	require.NoError(t, err)
-	assert.Equal(t, request{id: "i", replyTo: "t", deadline: time.UnixMilli(1_700_000_000_000)}, r)
-	assert.True(t, r.correlated())
-	_, err = parseRequest(map[string]string{invocation.Deadline: "soon"})
-	assert.ErrorContains(t, err, "want Unix milliseconds")
-	r, err = parseRequest(nil)
-	require.NoError(t, err)
-	assert.False(t, r.correlated())
-}
-
 func TestProducerOptions(t *testing.T) {
 	t.Parallel()
 	info := &call.Info{Tenant: "t", Namespace: "n", Name: "f", InstanceID: 1}

@@ -123,13 +123,13 @@ func orderKey(m pulsar.Message) string {
 type attempt struct {
 	p   *processor
 	d   delivery
-	req request
+	req invocation.Request
 
 	mu         sync.Mutex
-	seq        int
-	returned   bool  // the function returned: no more outputs
-	pending    int   // outputs not yet persisted
-	sendErr    error // first publish failure
+	replies    *invocation.Replies // numbers the outputs
+	returned   bool                // the function returned: no more outputs
+	pending    int                 // outputs not yet persisted
+	sendErr    error               // first publish failure
 	settled    bool
 	userErr    error         // the function failed (or was skipped past its deadline)
 	ackFailure bool          // settle a failure with ack: retrying cannot help
@@ -146,13 +146,13 @@ func (p *processor) process(d delivery) {
 	if p.cfg.Guarantee == pb.ProcessingGuarantees_ATMOST_ONCE {
 		p.ack(d)
 	}
-	req, err := parseRequest(d.msg.Properties())
+	req, err := invocation.ParseRequest(d.msg.Properties(), d.msg.RedeliveryCount())
 	if err != nil {
 		p.logger.Warn("ignoring a malformed invocation property", "message_id", d.msg.ID().String(), "err", err)
 	}
-	a.req = req
+	a.req, a.replies = req, invocation.NewReplies(req)
 
-	if !req.deadline.IsZero() && !p.now().Before(req.deadline) {
+	if !req.Deadline.IsZero() && !p.now().Before(req.Deadline) {
 		a.fail(call.ErrDeadline, true)
 		return
 	}
@@ -180,14 +180,14 @@ func (p *processor) process(d delivery) {
 }
 
 // callContext bounds one call by timeoutMs and by the invocation's deadline.
-func (p *processor) callContext(req request) (context.Context, context.CancelFunc) {
+func (p *processor) callContext(req invocation.Request) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(p.callCtx)
 	if p.cfg.Timeout > 0 {
 		c, cc := context.WithTimeout(ctx, p.cfg.Timeout)
 		ctx, cancel = c, chain(cancel, cc)
 	}
-	if !req.deadline.IsZero() {
-		c, cc := context.WithDeadline(ctx, req.deadline)
+	if !req.Deadline.IsZero() {
+		c, cc := context.WithDeadline(ctx, req.Deadline)
 		ctx, cancel = c, chain(cancel, cc)
 	}
 	return ctx, cancel
@@ -234,15 +234,13 @@ func (a *attempt) emit(ctx context.Context, out call.Output) error {
 func (a *attempt) output(out call.Output, final bool, errText string) error {
 	p := a.p
 	m := outputMessage(a.d.msg, out, p.cfg.ForwardProperties)
-	a.mu.Lock()
-	seq := a.seq
-	a.seq++
-	a.mu.Unlock()
-	if a.req.correlated() {
-		m = withReply(m, a.req, seq, final, errText)
+	if a.req.Correlated() {
+		a.mu.Lock()
+		a.replies.Output(m.Properties, final, errText)
+		a.mu.Unlock()
 	}
 	var errs []error
-	for _, topic := range []string{p.cfg.Info.OutputTopic, a.req.replyTo} {
+	for _, topic := range []string{p.cfg.Info.OutputTopic, a.req.ReplyTo} {
 		if topic != "" {
 			errs = append(errs, a.send(topic, m))
 		}
@@ -253,16 +251,14 @@ func (a *attempt) output(out call.Output, final bool, errText string) error {
 // finalReply tells the reply-to topic that the invocation is over when no output said so:
 // an empty final message, carrying errText when the call failed.
 func (a *attempt) finalReply(errText string) {
-	if a.req.replyTo == "" {
+	if a.req.ReplyTo == "" {
 		return
 	}
+	m := outputMessage(a.d.msg, call.Output{Payload: []byte{}}, false)
 	a.mu.Lock()
-	seq := a.seq
-	a.seq++
+	a.replies.End(m.Properties, errText)
 	a.mu.Unlock()
-	m := withReply(outputMessage(a.d.msg, call.Output{Payload: []byte{}}, false), a.req, seq, true, errText)
-	m.Properties[invocation.End] = "true"
-	_ = a.send(a.req.replyTo, m) // a failure is recorded in sendErr and settles the input
+	_ = a.send(a.req.ReplyTo, m) // a failure is recorded in sendErr and settles the input
 }
 
 func (a *attempt) send(topic string, m *pulsar.ProducerMessage) error {

@@ -287,6 +287,11 @@ func TestProcessReplies(t *testing.T) {
 				if id, ok := tc.props[invocation.ID]; ok {
 					assert.Equal(t, id, m.Properties[invocation.ID])
 				}
+				wantAttempt := ""
+				if tc.redeliver > 0 {
+					wantAttempt = strconv.Itoa(int(tc.redeliver))
+				}
+				assert.Equal(t, wantAttempt, m.Properties[invocation.Attempt], "the attempt is the redelivery count")
 				replies = append(replies, reply{string(m.Payload), m.Properties[invocation.Seq],
 					m.Properties[invocation.Final], m.Properties[invocation.Error]})
 			}
