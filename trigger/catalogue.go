@@ -96,6 +96,7 @@ func (s *Server) handlePublish(c *gin.Context) {
 	tp := h.Get(headerTraceParent)
 	msg := Message{Payload: payload, Key: h.Get(headerKey), Properties: props, ContentType: ct,
 		TraceParent: tp, TraceState: cleanTraceState(tp, h.Get(headerTraceState))}
+	msg.TraceParent, msg.TraceState = s.traceContext(c, msg.TraceParent, msg.TraceState)
 	if err := s.cfg.Publisher.Publish(c.Request.Context(), t, msg); err != nil {
 		e := invokeError(err, "")
 		if e.Code == codeFunctionNotFound {

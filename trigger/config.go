@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Server. Zero values take the defaults named on each field; New calls
@@ -35,6 +37,10 @@ type Config struct {
 	// Client sends callbacks. Default: a new http.Client (per-attempt timeouts come from
 	// CallbackTimeout, not from the client).
 	Client *http.Client
+	// TracerProvider, when set, traces every request with a SERVER span and makes an
+	// invocation's trace context (Request.TraceParent) that span's. Default nil: no tracing,
+	// and the caller's traceparent passes through unchanged.
+	TracerProvider trace.TracerProvider
 
 	// MaxBodyBytes limits a request body (413 above it). Default 6 MiB.
 	MaxBodyBytes int64

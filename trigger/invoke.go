@@ -101,6 +101,7 @@ func (s *Server) parseInvoke(c *gin.Context, id string) (*Request, invokeOptions
 		ID: id, Payload: payload, Key: h.Get(headerKey), Properties: props, ContentType: ct,
 		Deadline: time.Now().Add(timeout), TraceParent: tp, TraceState: cleanTraceState(tp, h.Get(headerTraceState)),
 	}
+	req.TraceParent, req.TraceState = s.traceContext(c, req.TraceParent, req.TraceState)
 	return req, opts, nil
 }
 

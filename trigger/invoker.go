@@ -86,7 +86,10 @@ type Request struct {
 	ContentType string
 	// Deadline is the absolute deadline of the invocation (also ctx's deadline).
 	Deadline time.Time
-	// TraceParent and TraceState are the W3C trace context headers, empty when not given.
+	// TraceParent and TraceState are the W3C trace context the invocation continues, empty
+	// when there is none: with tracing on, the trigger's SERVER span for this request (a child
+	// of the caller's traceparent header, when given); with tracing off, the caller's
+	// traceparent and tracestate headers as they came.
 	TraceParent string
 	TraceState  string
 }
@@ -97,6 +100,7 @@ type Message struct {
 	Key         string
 	Properties  map[string]string
 	ContentType string
+	// TraceParent and TraceState are the trace context, as for Request.
 	TraceParent string
 	TraceState  string
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 //go:embed openapi.yaml
@@ -37,6 +38,7 @@ type Server struct {
 	async    *asyncGroup
 	metrics  *metrics
 	auth     *authenticator // nil: authentication off
+	tracer   trace.Tracer   // nil: tracing off
 	stopping atomic.Bool
 }
 
@@ -61,6 +63,9 @@ func New(cfg Config) (*Server, error) {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
 	}
 	s.metrics = newMetrics(func() float64 { return float64(s.async.running()) })
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	s.engine = s.routes()
 	return s, nil
 }
@@ -69,6 +74,10 @@ func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
+	if s.tracer != nil {
+		// First, so that the span sees the status recovery writes for a panic.
+		e.Use(s.traceRequest)
+	}
 	e.Use(s.recovery, s.instrument)
 	e.NoRoute(func(c *gin.Context) {
 		s.writeError(c, newAPIError(http.StatusNotFound, codeNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))

@@ -99,6 +99,12 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	progress := func(msg string) { fmt.Fprintf(stderr, "fnhost: %s\n", msg) }
+	tp, stopTracing, err := startTracing(ctx, "fnhost-"+name, env, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "fnhost:", err)
+		return errReported
+	}
+	defer stopTracing() // last: after the trigger and the runtime have ended their spans
 
 	fns, err := manifest.LoadDir(c.Manifests)
 	if err != nil {
@@ -114,7 +120,7 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	h, err := host.New(startCtx, host.Config{
 		Functions: fns, PulsarURL: c.PulsarURL, AdminURL: c.AdminURL, BuildDir: c.BuildDir,
 		MaxInFlight: c.MaxInFlight, ShutdownTimeout: c.ShutdownTimeout,
-		Logger: logger, Progress: progress,
+		Logger: logger, Progress: progress, TracerProvider: tp,
 	})
 	cancelStart()
 	if err != nil {
@@ -135,7 +141,7 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	var publisher trigger.Publisher
 	closeInvoker := func() error { return nil }
 	if withTrigger && c.PulsarURL != "" {
-		inv, err := pulsarinvoke.New(ctx, pulsarinvoke.Config{ServiceURL: c.PulsarURL, Functions: fns, Logger: logger})
+		inv, err := pulsarinvoke.New(ctx, pulsarinvoke.Config{ServiceURL: c.PulsarURL, Functions: fns, Logger: logger, TracerProvider: tp})
 		if err != nil {
 			return errors.Join(fmt.Errorf("trigger: connecting to Pulsar: %w", err), closeHost(h, c.ShutdownTimeout))
 		}
@@ -159,6 +165,7 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 		}
 		trig, err = trigger.New(trigger.Config{
 			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Auth: auth,
+			TracerProvider: tp,
 			Ready: func(context.Context) error {
 				if !h.Ready() {
 					return errors.New("a function has no running process")

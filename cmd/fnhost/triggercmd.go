@@ -104,6 +104,12 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 		return errUsage
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+	tp, stopTracing, err := startTracing(ctx, "fnhost-trigger", env, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "fnhost:", err)
+		return errReported
+	}
+	defer stopTracing() // last: after the trigger and the invoker have ended their spans
 
 	var fns []*manifest.Function
 	if _, err := os.Stat(c.Manifests); err == nil || c.manifestsSet {
@@ -129,6 +135,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
 	inv, err := pulsarinvoke.New(startCtx, pulsarinvoke.Config{
 		Client: client, AdminURL: c.AdminURL, Functions: fns, ReplyTopic: c.ReplyTopic, Logger: logger,
+		TracerProvider: tp,
 	})
 	var store *pulsarinvoke.Store
 	if err == nil {
@@ -158,6 +165,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	}
 	trig, err := trigger.New(trigger.Config{
 		Invoker: inv, Publisher: inv, Store: store, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
+		TracerProvider: tp,
 		// A record holds the outputs, base64 where binary: keep it within one Pulsar message.
 		MaxOutputBytes: 3 << 20,
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin"
 	"github.com/fnhost/fnhost/internal/manifest"
@@ -59,6 +60,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, if set, receives one line per long step (building a function).
 	Progress func(msg string)
+	// TracerProvider, when set, traces each invocation: a CONSUMER span per input (Pulsar
+	// mode), an INTERNAL span per in-process invocation (embedded), whose context the outputs
+	// carry. Default nil: no spans; outputs carry their input's trace context unchanged.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() error {
@@ -111,6 +116,7 @@ type Host struct {
 	cfg     Config
 	metrics *metrics
 	client  pulsar.Client // nil in embedded mode
+	tracer  trace.Tracer  // nil: tracing off
 
 	mu    sync.RWMutex
 	funcs map[string]*function // by fqfn
@@ -140,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, metrics: newMetrics(cfg.Registry), funcs: map[string]*function{}}
+	if cfg.TracerProvider != nil {
+		h.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if cfg.PulsarURL != "" {
 		c, err := pulsar.NewClient(pulsar.ClientOptions{
 			URL:               cfg.PulsarURL,

@@ -34,6 +34,7 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 		r.Deadline = time.Now().Add(f.m.Timeout)
 		req = &r
 	}
+	ctx, span := h.traceInvoke(ctx, fqfn, req)
 	downstream := h.downstream(f)
 	var outputs [][]byte
 	start := time.Now()
@@ -51,6 +52,7 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 		}
 		return fn(e)
 	})
+	span.end(err, res, nil)
 	l := f.labels[slot]
 	h.metrics.onReceived(l)
 	switch {

@@ -373,6 +373,7 @@ func (r *runner) producer(topic string) (pulsar.Producer, error) {
 func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 	m := r.f.m
 	start := time.Now()
+	ctx, span := r.traceProcess(ctx, msg)
 	if m.Guarantee == manifest.AtMostOnce {
 		if err := r.consumer.Ack(msg); err != nil {
 			r.log.Warn("acknowledging on receipt", "message_id", msg.ID().String(), "err", err)
@@ -404,6 +405,7 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 	)
 	for attempt := 0; ; attempt++ {
 		out = r.newOutputs(msg, ireq)
+		span.propagate(out.base)
 		res, slot, err = r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
 			switch e.Kind {
 			case plugin.EventOutput:
@@ -455,6 +457,7 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 	out.finish(ctx, failed, report, func(sendErr error) {
 		defer r.settling.Done()
 		r.conclude(msg, sm, start, err, res, lastTry, sendErr)
+		span.end(err, res, sendErr)
 	})
 }
 

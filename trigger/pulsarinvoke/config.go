@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fnhost/fnhost/internal/manifest"
 )
@@ -90,6 +91,10 @@ type Config struct {
 
 	// Logger receives the invoker's logs. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider, when set, traces each publish with a PRODUCER span whose context the
+	// message carries (traceparent, tracestate). Default nil: the request's trace context is
+	// sent as it is.
+	TracerProvider trace.TracerProvider
 
 	ownReplyTopic bool // the reply topic is this instance's alone (the default)
 }

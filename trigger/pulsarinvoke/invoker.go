@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/trigger"
@@ -31,6 +32,7 @@ type Invoker struct {
 	producers *producers
 	health    *health
 	watchers  *watchers
+	tracer    trace.Tracer // nil: tracing off
 
 	stop      context.CancelFunc // ends the reply loop and the readers
 	loops     sync.WaitGroup
@@ -51,6 +53,9 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 		return nil, err
 	}
 	inv := &Invoker{cfg: cfg, log: cfg.Logger, client: cfg.Client, table: newTable(cfg.MaxPending), catalog: newCatalog(&cfg)}
+	if cfg.TracerProvider != nil {
+		inv.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if inv.client == nil {
 		c, err := pulsar.NewClient(pulsar.ClientOptions{
 			URL: cfg.ServiceURL, ConnectionTimeout: 5 * time.Second, OperationTimeout: 10 * time.Second,
@@ -176,7 +181,10 @@ func (inv *Invoker) Invoke(ctx context.Context, fn trigger.Function, req *trigge
 			inv.log.Warn("output-topic fallback unavailable; waiting for reply-to replies only", "function", fn.String(), "topic", t.info.Output, "err", err)
 		}
 	}
-	id, err := inv.producers.send(ctx, t.input, inv.request(req))
+	msg := inv.request(req)
+	sendCtx, span := inv.traceSend(ctx, t.input, fn.String(), req.ID, msg)
+	id, err := inv.producers.send(sendCtx, t.input, msg)
+	span.end(id, err)
 	if err != nil {
 		return trigger.Result{}, fmt.Errorf("invocation %s of %s: %w", req.ID, fn, err)
 	}
@@ -278,12 +286,15 @@ func (inv *Invoker) Publish(ctx context.Context, topic trigger.Topic, msg trigge
 	}
 	name := topic.String()
 	m := &pulsar.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: props, EventTime: time.Now()}
-	err := inv.producers.sendAsync(ctx, name, m, func(_ pulsar.MessageID, err error) {
+	ctx, span := inv.traceSend(ctx, name, "", "", m)
+	err := inv.producers.sendAsync(ctx, name, m, func(id pulsar.MessageID, err error) {
+		span.end(id, err)
 		if err != nil {
 			inv.log.Warn("publishing an event", "topic", name, "err", err)
 		}
 	})
 	if err != nil {
+		span.end(nil, err) // not handed over: the callback never runs
 		return fmt.Errorf("publishing to %s: %w", name, err)
 	}
 	return nil

@@ -27,6 +27,7 @@ func outputMessage(in pulsar.Message, out call.Output, forward bool) *pulsar.Pro
 		maps.Copy(props, in.Properties())
 		invocation.DropPerInvocation(props)
 	}
+	invocation.CopyTraceContext(props, in.Properties())
 	maps.Copy(props, out.Properties)
 	props[invocation.InputTopic] = in.Topic()
 	props[invocation.InputMessageID] = invocation.MessageID(in)
