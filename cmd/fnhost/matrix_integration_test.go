@@ -44,9 +44,14 @@ var examples = []example{
 			assert.JSONEq(t, fmt.Sprintf(`{"order":7,"_meta":{"key":"customer-9","topic":%q,"source":"fnhost-example"}}`, inTopic), out)
 		}},
 	{fn: "stream", in: "3", want: []string{"chunk 1/3", "chunk 2/3", "chunk 3/3"}},
-	{fn: "flaky", extra: "maxMessageRetries: 0\n", in: "fine", want: []string{"fine"}},
-	{fn: "flaky", extra: "maxMessageRetries: 0\n", in: "please fail", wantErr: "input contains the marker"},
+	{fn: "flaky", extra: flakyRetries, in: "fine", want: []string{"fine"}},
+	{fn: "flaky", extra: flakyRetries, in: "please fail", wantErr: "input contains the marker"},
+	// The first attempt emits a partial output and fails; the caller gets the retry's only.
+	{fn: "flaky", extra: flakyRetries, in: "once more", want: []string{"once more"}},
 }
+
+// flakyRetries retries flaky in the host runtime as its manifest does in the worker.
+const flakyRetries = "maxMessageRetries: 2\nuserConfig: {fnhost.retryBackoff: 50ms}\n"
 
 // placed is an example function running somewhere, under its own name.
 type placed struct {
@@ -230,10 +235,13 @@ func readStream(ctx context.Context, t *testing.T, url, in, accept string, heade
 		var line struct {
 			Payload *string           `json:"payload"`
 			Done    bool              `json:"done"`
+			Restart bool              `json:"restart"`
 			Error   map[string]string `json:"error"`
 		}
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &line), sc.Text())
 		switch {
+		case line.Restart:
+			outs = nil // the function was retried: what came before is superseded
 		case line.Done && line.Error != nil:
 			return outs, line.Error["message"]
 		case line.Done:
@@ -277,6 +285,8 @@ func sseOutputs(t *testing.T, resp *http.Response) ([]string, string) {
 			switch event {
 			case "output":
 				outs = append(outs, joined)
+			case "restart":
+				outs = nil // the function was retried: what came before is superseded
 			case "done":
 				return outs, ""
 			case "error":
