@@ -88,6 +88,17 @@ func (s *Server) parseInvoke(c *gin.Context, id string) (*Request, invokeOptions
 	if err != nil {
 		return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidCallbackURL, "%v", err)
 	}
+	if cb != "" {
+		refusal, err := s.callback.checkURL(c.Request.Context(), cb)
+		switch {
+		case refusal != nil:
+			return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidCallbackURL, "X-Callback-Url %q: %v", cb, refusal)
+		case err != nil:
+			e := newAPIError(http.StatusServiceUnavailable, codeUnavailable, "X-Callback-Url: %v", err)
+			e.retryAfter = true
+			return nil, invokeOptions{}, e
+		}
+	}
 	opts := invokeOptions{mode: negotiate(h.Get("Accept")), callbackURL: cb}
 	// A callback URL implies respond-async: the result goes there, not in this response.
 	if preferAsync(h.Values("Prefer")) || cb != "" {

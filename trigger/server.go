@@ -37,6 +37,7 @@ type Server struct {
 	async    *asyncGroup
 	metrics  *metrics
 	auth     *authenticator // nil: authentication off
+	callback *callbackPolicy
 	stopping atomic.Bool
 }
 
@@ -55,7 +56,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: cfg.Store, journals: newJournals(&cfg),
 		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
-		auth: newAuthenticator(cfg.Auth),
+		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg),
 	}
 	if s.store == nil {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
@@ -156,6 +157,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.checkListener(ln); err != nil {
 		return errors.Join(err, ln.Close())
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		s.callback.loopback.Store(false) // reachable from elsewhere: loopback callbacks are not local development
 	}
 	srv := &http.Server{
 		Handler:           s.engine,

@@ -159,6 +159,7 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 		}
 		trig, err = trigger.New(trigger.Config{
 			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Auth: auth,
+			Addr: c.Addr, CallbackAllow: callbackAllowFromEnv(env),
 			Ready: func(context.Context) error {
 				if !h.Ready() {
 					return errors.New("a function has no running process")

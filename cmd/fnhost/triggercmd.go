@@ -158,6 +158,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	}
 	trig, err := trigger.New(trigger.Config{
 		Invoker: inv, Publisher: inv, Store: store, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
+		Addr: c.Addr, CallbackAllow: callbackAllowFromEnv(env),
 		// A record holds the outputs, base64 where binary: keep it within one Pulsar message.
 		MaxOutputBytes: 3 << 20,
 	})
@@ -176,6 +177,24 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	// and producers.
 	serveErr := trig.Serve(ctx, ln)
 	return errors.Join(serveErr, closeInv())
+}
+
+// callbackAllowFromEnv reads FNHOST_TRIGGER_CALLBACK_ALLOW: comma-separated IPs, CIDRs, host
+// names and *.domain patterns that callbacks may target besides public addresses
+// (trigger.Config.CallbackAllow, which checks them).
+func callbackAllowFromEnv(env []string) []string {
+	var allow []string
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == "FNHOST_TRIGGER_CALLBACK_ALLOW" {
+			allow = nil // the last assignment wins, as in a shell
+			for e := range strings.SplitSeq(v, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					allow = append(allow, e)
+				}
+			}
+		}
+	}
+	return allow
 }
 
 func orNone(s string) string {
