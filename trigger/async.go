@@ -152,7 +152,7 @@ func (s *Server) runAsync(base context.Context, cancel context.CancelFunc, fn Fu
 	var size int64
 	emit := func(o Output) error {
 		if len(rec.Outputs) == 0 {
-			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(started).Seconds())
+			s.metrics.observeFirstOutput(fn, time.Since(started))
 		}
 		if size += int64(len(o.Payload)); size > s.cfg.MaxOutputBytes {
 			return s.outputTooLarge(req.ID)
