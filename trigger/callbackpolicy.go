@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // errCallbackRefused is wrapped by every refusal of a callback destination.
@@ -28,8 +29,9 @@ type callbackPolicy struct {
 	hosts    []string // exact names, or suffixes starting with "." for *.name patterns
 	loopback atomic.Bool
 	// lookup resolves a host name (net.DefaultResolver.LookupNetIP); tests replace it.
-	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
-	client *http.Client // sends callbacks, connecting through dial
+	lookup        func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	lookupTimeout time.Duration // bounds lookup at request time: Config.CallbackTimeout
+	client        *http.Client  // sends callbacks, connecting through the policy's dialer
 }
 
 // parseCallbackAllow parses Config.CallbackAllow entries: an IP (10.1.2.3, fd00::1), a CIDR
@@ -84,7 +86,7 @@ func hostPattern(s string) bool {
 // callbacks through it.
 func newCallbackPolicy(cfg *Config) *callbackPolicy {
 	nets, hosts, _ := parseCallbackAllow(cfg.CallbackAllow) // Validate reported any error
-	p := &callbackPolicy{nets: nets, hosts: hosts, lookup: net.DefaultResolver.LookupNetIP}
+	p := &callbackPolicy{nets: nets, hosts: hosts, lookup: net.DefaultResolver.LookupNetIP, lookupTimeout: cfg.CallbackTimeout}
 	p.loopback.Store(loopback(cfg.Addr))
 	p.client = p.guard(cfg.Client)
 	return p
@@ -234,7 +236,7 @@ func nonPublic(ip netip.Addr) string {
 // checkURL is the request-time check of X-Callback-Url (already checked by parseCallbackURL):
 // its host, or every address it resolves to now, must be allowed. refusal says why it is not
 // (a name that does not resolve is refused too); err is a lookup that failed otherwise (a
-// timeout), a temporary failure.
+// timeout; the lookup is bounded by Config.CallbackTimeout), a temporary failure.
 func (p *callbackPolicy) checkURL(ctx context.Context, raw string) (refusal, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -250,6 +252,8 @@ func (p *callbackPolicy) checkURL(ctx context.Context, raw string) (refusal, err
 	if p.allowedHost(host) {
 		return nil, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.lookupTimeout)
+	defer cancel()
 	ips, err := p.lookup(ctx, "ip", host)
 	if err != nil {
 		var dnsErr *net.DNSError
