@@ -152,7 +152,7 @@ func (s *Server) runAsync(base context.Context, cancel context.CancelFunc, fn Fu
 	var size, n int64
 	emit := func(o Output) error {
 		if n == 0 {
-			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(started).Seconds())
+			s.metrics.observeFirstOutput(fn, time.Since(started))
 		}
 		if len(rec.Outputs) > 0 && o.Attempt != rec.Outputs[0].Attempt {
 			// The function was retried: the record keeps the retry's outputs only. The journal,

@@ -70,7 +70,7 @@ func (s *Server) post(ctx context.Context, url, id string, body []byte, attempt 
 	if len(s.cfg.CallbackSecret) > 0 {
 		req.Header.Set(headerSignature, Sign(s.cfg.CallbackSecret, body))
 	}
-	resp, err := s.cfg.Client.Do(req)
+	resp, err := s.callback.client.Do(req)
 	if err != nil {
 		return true, 0, fmt.Errorf("posting: %w", err)
 	}

@@ -35,7 +35,9 @@ type Config struct {
 	// Ready, when set, is asked by /readyz; an error makes the service not ready (503).
 	Ready func(ctx context.Context) error
 	// Client sends callbacks. Default: a new http.Client (per-attempt timeouts come from
-	// CallbackTimeout, not from the client).
+	// CallbackTimeout, not from the client). Its Transport, when nil or an *http.Transport, is
+	// cloned to connect through the callback policy (see CallbackAllow) and without a proxy;
+	// any other RoundTripper gets only the policy's request-time check.
 	Client *http.Client
 	// TracerProvider, when set, traces every request with a SERVER span and makes an
 	// invocation's trace context (Request.TraceParent) that span's. Default nil: no tracing,
@@ -82,6 +84,15 @@ type Config struct {
 	// CallbackSecret, when set, signs callbacks: X-Fnhost-Signature: sha256=<hex HMAC-SHA256
 	// of the body>.
 	CallbackSecret []byte
+	// CallbackAllow opens callback destinations that the policy against server-side request
+	// forgery refuses by default. By default X-Callback-Url may target only public unicast
+	// addresses, plus loopback while the trigger listens on loopback (local development); never
+	// private, link-local (cloud metadata), shared, multicast, unspecified or reserved ones.
+	// Each entry is an IP (10.1.2.3), a CIDR (10.1.0.0/16), a host name (hooks.internal, allowed
+	// whatever it resolves to) or a wildcard (*.corp.example, the names below corp.example).
+	// The policy is checked when the request comes (400 invalid_callback_url) and again on the
+	// address each callback connects to (so DNS rebinding cannot bypass it). Default: none.
+	CallbackAllow []string
 	// CallbackAttempts is the number of delivery attempts of a callback. Default 5.
 	CallbackAttempts int
 	// CallbackTimeout bounds one attempt. Default 10s.
@@ -190,6 +201,8 @@ func (c *Config) Validate() error {
 	if c.CallbackBackoff > c.CallbackMaxBackoff {
 		errs = append(errs, fmt.Errorf("CallbackBackoff %s exceeds CallbackMaxBackoff %s", c.CallbackBackoff, c.CallbackMaxBackoff))
 	}
+	_, _, allowErrs := parseCallbackAllow(c.CallbackAllow)
+	errs = append(errs, allowErrs...)
 	errs = append(errs, c.Auth.validate(c.Addr)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("trigger: invalid config: %w", err)

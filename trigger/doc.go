@@ -64,6 +64,15 @@
 // without the scope is 403 forbidden, naming the scope. /healthz, /readyz, /metrics and
 // /openapi.yaml stay open. With no tokens or JWT configured, auth is off, which New allows
 // only on a loopback Addr, or with Auth.Disabled (then it logs a warning). Tokens are never
-// logged. Callback URLs are not restricted (any http or https URL), which matters once the
-// trigger faces untrusted callers.
+// logged.
+//
+// # Callbacks
+//
+// X-Callback-Url is restricted against server-side request forgery (Config.CallbackAllow):
+// by default a callback may go only to public unicast addresses, and to loopback while the
+// trigger listens on loopback. Private, link-local (cloud metadata), shared, multicast,
+// unspecified and reserved addresses are refused unless allowed by IP, CIDR or host name. The
+// URL's host is checked when the request comes (400 invalid_callback_url naming why), and the
+// address every callback connects to is checked again by the client's dialer, so a name that
+// resolves differently later (DNS rebinding) gains nothing. Callbacks never use a proxy.
 package trigger

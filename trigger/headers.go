@@ -25,8 +25,10 @@ const (
 	headerSignature    = "X-Fnhost-Signature"
 	headerAttempt      = "X-Fnhost-Attempt"
 	headerLastEventID  = "Last-Event-ID"
-	headerTraceParent  = "traceparent"
-	headerTraceState   = "tracestate"
+	// The W3C names are lower case; http.Header keys are canonical, and giving them so spares
+	// the canonicalization (an allocation) on every lookup.
+	headerTraceParent = "Traceparent"
+	headerTraceState  = "Tracestate"
 )
 
 // Limits of the property headers; a request beyond them is a 400, not a silent truncation.
@@ -244,6 +246,9 @@ func negotiate(accept string) mode {
 func parseContentType(v string) (string, error) {
 	if v == "" {
 		return "", nil
+	}
+	if typ, sub, ok := strings.Cut(v, "/"); ok && validToken(typ) && validToken(sub) {
+		return v, nil // type/subtype without parameters: what ParseMediaType accepts, without its map
 	}
 	if _, _, err := mime.ParseMediaType(v); err != nil {
 		return "", fmt.Errorf("Content-Type %q: %w", v, err)

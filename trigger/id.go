@@ -13,7 +13,9 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error (it crashes the program instead)
-	return idEncoding.EncodeToString(b[:])
+	var out [26]byte
+	idEncoding.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // validID reports whether id has the form newID makes; other ids are never stored.

@@ -88,6 +88,17 @@ func (s *Server) parseInvoke(c *gin.Context, id string) (*Request, invokeOptions
 	if err != nil {
 		return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidCallbackURL, "%v", err)
 	}
+	if cb != "" {
+		refusal, err := s.callback.checkURL(c.Request.Context(), cb)
+		switch {
+		case refusal != nil:
+			return nil, invokeOptions{}, newAPIError(http.StatusBadRequest, codeInvalidCallbackURL, "X-Callback-Url %q: %v", cb, refusal)
+		case err != nil:
+			e := newAPIError(http.StatusServiceUnavailable, codeUnavailable, "X-Callback-Url: %v", err)
+			e.retryAfter = true
+			return nil, invokeOptions{}, e
+		}
+	}
 	opts := invokeOptions{mode: negotiate(h.Get("Accept")), callbackURL: cb}
 	// A callback URL implies respond-async: the result goes there, not in this response.
 	if preferAsync(h.Values("Prefer")) || cb != "" {
@@ -107,16 +118,43 @@ func (s *Server) parseInvoke(c *gin.Context, id string) (*Request, invokeOptions
 
 // readBody reads the whole body, at most Config.MaxBodyBytes.
 func (s *Server) readBody(c *gin.Context) ([]byte, *apiError) {
-	tooLarge := newAPIError(http.StatusRequestEntityTooLarge, codePayloadTooLarge,
-		"request body is larger than %d bytes", s.cfg.MaxBodyBytes)
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
-		return nil, tooLarge
+	tooLarge := func() *apiError {
+		return newAPIError(http.StatusRequestEntityTooLarge, codePayloadTooLarge,
+			"request body is larger than %d bytes", s.cfg.MaxBodyBytes)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	n := c.Request.ContentLength
+	if n > s.cfg.MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	var r io.Reader = c.Request.Body
+	if n < 0 || n > 64<<10 {
+		r = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
+	var body []byte
+	var err error
+	if n >= 0 && n <= 64<<10 {
+		// The usual case: a declared, small length (≤ MaxBodyBytes, checked above): one exact
+		// allocation, and no MaxBytesReader, as net/http never yields more than declared. The
+		// spare byte checks for the end all the same, in case a wrapper does.
+		body = make([]byte, n, n+1)
+		if _, err = io.ReadFull(r, body); err == nil {
+			switch k, rerr := io.ReadFull(r, body[n:n+1]); {
+			case errors.Is(rerr, io.EOF): // the whole body
+			case rerr != nil:
+				err = rerr
+			default:
+				var rest []byte
+				rest, err = io.ReadAll(http.MaxBytesReader(c.Writer, io.NopCloser(r), s.cfg.MaxBodyBytes-n-int64(k)))
+				body = append(body[:n+int64(k)], rest...)
+			}
+		}
+	} else {
+		body, err = io.ReadAll(r)
+	}
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge
+		return nil, tooLarge()
 	case err != nil:
 		return nil, newAPIError(http.StatusBadRequest, codeBodyUnreadable, "reading the request body: %v", err)
 	}
@@ -168,7 +206,7 @@ func (s *Server) invokeSync(c *gin.Context, fn Function, req *Request) {
 	var size int64
 	emit := func(o Output) error {
 		if len(outs) == 0 {
-			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(start).Seconds())
+			s.metrics.observeFirstOutput(fn, time.Since(start))
 		} else if o.Attempt != outs[0].Attempt {
 			outs, size = nil, 0 // the function was retried: only the retry's outputs count
 		}
@@ -180,7 +218,8 @@ func (s *Server) invokeSync(c *gin.Context, fn Function, req *Request) {
 		return nil
 	}
 	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
-	if end := outcome(ctx, res, err, req.ID, int64(len(outs))); end.Err != nil {
+	if err != nil || res.Err != nil {
+		end := outcome(ctx, res, err, req.ID, int64(len(outs)))
 		s.logFailure(c, fn, req.ID, err, end.Err)
 		s.writeError(c, end.Err)
 		return
@@ -239,7 +278,7 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 		n++
 		j.append(o)
 		if o.Seq == 0 {
-			s.metrics.firstOutput.WithLabelValues(fn.String()).Observe(time.Since(start).Seconds())
+			s.metrics.observeFirstOutput(fn, time.Since(start))
 			st.begin()
 		}
 		if err := st.output(o); err != nil {

@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -16,6 +17,45 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	firstOutput *prometheus.HistogramVec
 	inFlight    prometheus.Gauge
+
+	// Children of the vectors by label values, so that a request pays one map lookup on a
+	// comparable key instead of building, validating and hashing label strings. They hold what
+	// the vectors hold (the same label sets), so they are bounded as the vectors are.
+	requestChildren sync.Map // requestLabels → *requestChild
+	firstChildren   sync.Map // Function → prometheus.Observer
+}
+
+// requestLabels are the labels of one request's metrics.
+type requestLabels struct {
+	route, fn string
+	status    int
+}
+
+type requestChild struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// request returns the metrics of requests with these labels.
+func (m *metrics) request(l requestLabels) *requestChild {
+	if c, ok := m.requestChildren.Load(l); ok {
+		return c.(*requestChild)
+	}
+	c := &requestChild{
+		count:    m.requests.WithLabelValues(l.route, l.fn, strconv.Itoa(l.status)),
+		duration: m.duration.WithLabelValues(l.route, l.fn),
+	}
+	actual, _ := m.requestChildren.LoadOrStore(l, c)
+	return actual.(*requestChild)
+}
+
+// observeFirstOutput records the time to the first output of an invocation of fn.
+func (m *metrics) observeFirstOutput(fn Function, d time.Duration) {
+	o, ok := m.firstChildren.Load(fn)
+	if !ok {
+		o, _ = m.firstChildren.LoadOrStore(fn, m.firstOutput.WithLabelValues(fn.String()))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }
 
 // latencyBuckets span 1 ms to ~5 min.
@@ -73,8 +113,9 @@ func (s *Server) instrument(c *gin.Context) {
 		if status >= 400 && status < 500 && status != 429 {
 			fn = "" // names from rejected requests (unknown, malformed) must not grow the label set
 		}
-		m.requests.WithLabelValues(route, fn, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(route, fn).Observe(time.Since(start).Seconds())
+		ch := m.request(requestLabels{route: route, fn: fn, status: status})
+		ch.count.Inc()
+		ch.duration.Observe(time.Since(start).Seconds())
 	}()
 	c.Next()
 }

@@ -39,6 +39,7 @@ type Server struct {
 	metrics  *metrics
 	auth     *authenticator // nil: authentication off
 	tracer   trace.Tracer   // nil: tracing off
+	callback *callbackPolicy
 	stopping atomic.Bool
 }
 
@@ -57,7 +58,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: cfg.Store, journals: newJournals(&cfg),
 		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
-		auth: newAuthenticator(cfg.Auth),
+		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg),
 	}
 	if s.store == nil {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
@@ -165,6 +166,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.checkListener(ln); err != nil {
 		return errors.Join(err, ln.Close())
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		s.callback.loopback.Store(false) // reachable from elsewhere: loopback callbacks are not local development
 	}
 	srv := &http.Server{
 		Handler:           s.engine,

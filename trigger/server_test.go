@@ -114,6 +114,7 @@ func TestHeaderMapping(t *testing.T) {
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, newFake(), func(c *Config) { c.MaxBodyBytes = 16 })
+	s.callback.lookup = fakeLookup
 	long := "/v1/functions/public/default/echo/invoke"
 	tests := []struct {
 		name, method, path, body string
@@ -137,6 +138,17 @@ func TestErrors(t *testing.T) {
 		{"Last-Event-ID on invoke", "POST", long, "", map[string]string{"Last-Event-ID": "3"}, 400, codeInvalidHeader, "Last-Event-ID", false, true},
 		{"relative callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "/hook"}, 400, codeInvalidCallbackURL, "X-Callback-Url", false, true},
 		{"ftp callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "ftp://example.com/x"}, 400, codeInvalidCallbackURL, "http", false, true},
+		{"metadata callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://169.254.169.254/latest/meta-data"}, 400, codeInvalidCallbackURL, "link-local", false, true},
+		{"private callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://10.0.0.7:8080/hook"}, 400, codeInvalidCallbackURL, "10.0.0.7 is a private address", false, true},
+		{"IPv4-mapped private callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://[::ffff:192.168.1.1]/hook"}, 400, codeInvalidCallbackURL, "private", false, true},
+		{"unique-local IPv6 callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://[fd00::1]/hook"}, 400, codeInvalidCallbackURL, "private", false, true},
+		{"unspecified callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://0.0.0.0:9000/"}, 400, codeInvalidCallbackURL, "unspecified", false, true},
+		{"multicast callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://224.0.0.1/"}, 400, codeInvalidCallbackURL, "multicast", false, true},
+		{"NAT64 metadata callback URL", "POST", long, "", map[string]string{"X-Callback-Url": "http://[64:ff9b::a9fe:a9fe]/"}, 400, codeInvalidCallbackURL, "embedding 169.254.169.254", false, true},
+		{"callback host resolving to private", "POST", long, "", map[string]string{"X-Callback-Url": "https://intranet.test/hook"}, 400, codeInvalidCallbackURL, `host "intranet.test" resolves to 10.9.8.7`, false, true},
+		{"callback host resolving to public and private", "POST", long, "", map[string]string{"X-Callback-Url": "https://mixed.test/hook"}, 400, codeInvalidCallbackURL, "172.16.0.1 is a private address", false, true},
+		{"callback host not resolving", "POST", long, "", map[string]string{"X-Callback-Url": "https://nx.test/hook"}, 400, codeInvalidCallbackURL, "does not resolve", false, true},
+		{"callback host lookup failing", "POST", long, "", map[string]string{"X-Callback-Url": "https://timeout.test/hook"}, 503, codeUnavailable, "X-Callback-Url", true, true},
 		{"bad Last-Event-ID", "GET", "/v1/invocations/abc/events", "", map[string]string{"Last-Event-ID": "x1"}, 400, codeInvalidHeader, "Last-Event-ID", false, false},
 		{"negative Last-Event-ID", "GET", "/v1/invocations/abc/events", "", map[string]string{"Last-Event-ID": "-1"}, 400, codeInvalidHeader, "Last-Event-ID", false, false},
 		{"unknown invocation", "GET", "/v1/invocations/" + newID(), "", nil, 404, codeInvocationNotFound, "no invocation", false, false},

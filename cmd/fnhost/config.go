@@ -24,6 +24,9 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration
 	// FNHOST_MAX_IN_FLIGHT: concurrent invocations per plugin process
 	MaxInFlight int
+	// FNHOST_STORE_TOPIC: the compacted topic of async invocation records (dev with Pulsar,
+	// trigger); default pulsarinvoke.DefaultStoreTopic
+	StoreTopic string
 }
 
 func defaultServeConfig() serveConfig {
@@ -63,6 +66,8 @@ func serveConfigFromEnv(env []string) (serveConfig, error) {
 			c.AdminURL = v
 		case "FNHOST_BUILD_DIR":
 			c.BuildDir = v
+		case "FNHOST_STORE_TOPIC":
+			c.StoreTopic = v
 		case "FNHOST_WATCH":
 			b, err := strconv.ParseBool(v)
 			if err != nil {

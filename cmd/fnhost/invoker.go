@@ -20,10 +20,8 @@ var _ trigger.Invoker = hostInvoker{}
 
 // Invoke implements trigger.Invoker.
 func (a hostInvoker) Invoke(ctx context.Context, fn trigger.Function, req *trigger.Request, emit func(trigger.Output) error) (trigger.Result, error) {
-	props := maps.Clone(req.Properties)
-	if props == nil {
-		props = map[string]string{}
-	}
+	props := make(map[string]string, len(req.Properties)+4) // room for the four set below
+	maps.Copy(props, req.Properties)
 	props[invocation.ID] = req.ID
 	if req.ContentType != "" {
 		props[invocation.ContentType] = req.ContentType
@@ -57,14 +55,25 @@ func (a hostInvoker) Invoke(ctx context.Context, fn trigger.Function, req *trigg
 		return trigger.Result{}, err
 	}
 	out := trigger.Result{Outputs: res.Outputs}
-	kinds := map[plugin.Kind]trigger.ErrorKind{
-		plugin.KindUser: trigger.KindUser, plugin.KindPanic: trigger.KindPanic,
-		plugin.KindDeadline: trigger.KindDeadline, plugin.KindCanceled: trigger.KindCanceled,
-	}
-	if k, failed := kinds[res.Kind]; failed {
+	if k, failed := errorKind(res.Kind); failed {
 		out.Err = &trigger.FunctionError{Kind: k, Message: res.Error}
 	}
 	return out, nil
+}
+
+// errorKind maps the plugin's failure kinds to the trigger's; other kinds are successes.
+func errorKind(k plugin.Kind) (trigger.ErrorKind, bool) {
+	switch k {
+	case plugin.KindUser:
+		return trigger.KindUser, true
+	case plugin.KindPanic:
+		return trigger.KindPanic, true
+	case plugin.KindDeadline:
+		return trigger.KindDeadline, true
+	case plugin.KindCanceled:
+		return trigger.KindCanceled, true
+	}
+	return "", false
 }
 
 // Functions implements trigger.Invoker.

@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/runtime/admin"
 	"github.com/fnhost/fnhost/runtime/build"
@@ -28,6 +32,7 @@ func serveFlags(name string, c *serveConfig, withTrigger bool, stderr io.Writer)
 	if withTrigger {
 		fs.StringVar(&c.Addr, "addr", c.Addr, "the HTTP trigger's listen address (FNHOST_ADDR)")
 		fs.BoolVar(&c.Watch, "watch", c.Watch, "rebuild and reload a function when its source changes (FNHOST_WATCH)")
+		fs.StringVar(&c.StoreTopic, "store-topic", c.StoreTopic, "with --pulsar-url: compacted topic of async invocation records (FNHOST_STORE_TOPIC; default "+pulsarinvoke.DefaultStoreTopic+")")
 	}
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics, health and status listen address (FNHOST_ADMIN_ADDR)")
 	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "directory of function manifests (FNHOST_MANIFESTS)")
@@ -139,18 +144,17 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	// does; embedded, it invokes the plugins in process.
 	var invoker trigger.Invoker = hostInvoker{h}
 	var publisher trigger.Publisher
+	var store trigger.InvocationStore // nil: in memory
+	maxOutput := int64(0)             // the trigger's default
 	closeInvoker := func() error { return nil }
 	if withTrigger && c.PulsarURL != "" {
-		inv, err := pulsarinvoke.New(ctx, pulsarinvoke.Config{ServiceURL: c.PulsarURL, Functions: fns, Logger: logger, TracerProvider: tp})
+		p, err := startPulsarTrigger(ctx, c, fns, logger, tp)
 		if err != nil {
 			return errors.Join(fmt.Errorf("trigger: connecting to Pulsar: %w", err), closeHost(h, c.ShutdownTimeout))
 		}
-		invoker, publisher = inv, inv
-		closeInvoker = func() error {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			return inv.Close(cctx)
-		}
+		invoker, publisher, store, closeInvoker = p.inv, p.inv, p.store, p.close
+		// A record holds the outputs, base64 where binary: keep it within one Pulsar message.
+		maxOutput = 3 << 20
 	}
 	defer func() {
 		if err := closeInvoker(); err != nil {
@@ -164,8 +168,9 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 			return errors.Join(errReported, closeHost(h, c.ShutdownTimeout))
 		}
 		trig, err = trigger.New(trigger.Config{
-			Invoker: invoker, Publisher: publisher, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Auth: auth,
-			TracerProvider: tp,
+			Invoker: invoker, Publisher: publisher, Store: store, MaxOutputBytes: maxOutput,
+			Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Auth: auth,
+			Addr: c.Addr, CallbackAllow: callbackAllowFromEnv(env), TracerProvider: tp,
 			Ready: func(context.Context) error {
 				if !h.Ready() {
 					return errors.New("a function has no running process")
@@ -250,6 +255,53 @@ func serve(ctx context.Context, name, usage string, withTrigger bool, args, env 
 	wg.Wait()
 	progress("stopped")
 	return errors.Join(trigErr, hostErr, adminErr, shutdownErr)
+}
+
+// pulsarTrigger is what dev's trigger uses with a Pulsar URL, as fnhost trigger does: the
+// Pulsar invoker, and async invocation records in Pulsar (any trigger on the same store topic
+// answers for them, and a restart loses none), over one client.
+type pulsarTrigger struct {
+	client pulsar.Client
+	inv    *pulsarinvoke.Invoker
+	store  *pulsarinvoke.Store
+}
+
+func startPulsarTrigger(ctx context.Context, c serveConfig, fns []*manifest.Function, logger *slog.Logger, tp trace.TracerProvider) (*pulsarTrigger, error) {
+	client, err := pulsar.NewClient(pulsar.ClientOptions{
+		URL: c.PulsarURL, ConnectionTimeout: 10 * time.Second, OperationTimeout: 30 * time.Second,
+		Logger: pulsarlog.NewLoggerWithSlog(logger.With("component", "pulsar")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pulsar client for %s: %w", c.PulsarURL, err)
+	}
+	p := &pulsarTrigger{client: client}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p.inv, err = pulsarinvoke.New(startCtx, pulsarinvoke.Config{Client: client, Functions: fns, Logger: logger, TracerProvider: tp})
+	if err == nil {
+		p.store, err = pulsarinvoke.NewStore(startCtx, pulsarinvoke.StoreConfig{
+			Client: client, Topic: c.StoreTopic, AdminURL: c.AdminURL, Logger: logger,
+		})
+	}
+	if err != nil {
+		return nil, errors.Join(err, p.close())
+	}
+	return p, nil
+}
+
+// close closes the invoker and the store (bounded), then the client. Idempotent as its parts are.
+func (p *pulsarTrigger) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	if p.inv != nil {
+		errs = append(errs, p.inv.Close(ctx))
+	}
+	if p.store != nil {
+		errs = append(errs, p.store.Close(ctx))
+	}
+	p.client.Close()
+	return errors.Join(errs...)
 }
 
 func modeName(h *host.Host) string {

@@ -31,6 +31,7 @@ type triggerConfig struct {
 	// manifestsSet is true when the manifests directory was asked for: then it must exist.
 	manifestsSet    bool
 	ReplyTopic      string        // FNHOST_REPLY_TOPIC: default a topic of this instance
+	StoreTopic      string        // FNHOST_STORE_TOPIC: async invocation records
 	LogLevel        slog.Level    // FNHOST_LOG_LEVEL
 	ShutdownTimeout time.Duration // FNHOST_SHUTDOWN_TIMEOUT
 }
@@ -41,7 +42,7 @@ func triggerConfigFromEnv(env []string) (triggerConfig, error) {
 	s, err := serveConfigFromEnv(env)
 	c := triggerConfig{
 		Addr: s.Addr, PulsarURL: s.PulsarURL, AdminURL: "http://127.0.0.1:8080", Manifests: s.Manifests,
-		LogLevel: s.LogLevel, ShutdownTimeout: s.ShutdownTimeout,
+		LogLevel: s.LogLevel, ShutdownTimeout: s.ShutdownTimeout, StoreTopic: s.StoreTopic,
 	}
 	if c.PulsarURL == "" {
 		c.PulsarURL = "pulsar://127.0.0.1:6650"
@@ -91,6 +92,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 		return nil
 	})
 	fset.StringVar(&c.ReplyTopic, "reply-topic", c.ReplyTopic, "topic for replies (FNHOST_REPLY_TOPIC; default: one per instance, removed at exit)")
+	fset.StringVar(&c.StoreTopic, "store-topic", c.StoreTopic, "compacted topic of async invocation records (FNHOST_STORE_TOPIC; default "+pulsarinvoke.DefaultStoreTopic+")")
 	fset.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on finishing in-flight requests at shutdown (FNHOST_SHUTDOWN_TIMEOUT)")
 	fset.TextVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FNHOST_LOG_LEVEL)")
 	if err := fset.Parse(args); err != nil {
@@ -141,7 +143,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	if err == nil {
 		// Async invocation records live in Pulsar, so any trigger instance serves them and a
 		// restart loses none.
-		store, err = pulsarinvoke.NewStore(startCtx, pulsarinvoke.StoreConfig{Client: client, AdminURL: c.AdminURL, Logger: logger})
+		store, err = pulsarinvoke.NewStore(startCtx, pulsarinvoke.StoreConfig{Client: client, Topic: c.StoreTopic, AdminURL: c.AdminURL, Logger: logger})
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			err = errors.Join(err, inv.Close(cctx))
@@ -166,6 +168,7 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	trig, err := trigger.New(trigger.Config{
 		Invoker: inv, Publisher: inv, Store: store, Logger: logger, ShutdownTimeout: c.ShutdownTimeout, Ready: inv.Ready, Auth: auth,
 		TracerProvider: tp,
+		Addr:           c.Addr, CallbackAllow: callbackAllowFromEnv(env),
 		// A record holds the outputs, base64 where binary: keep it within one Pulsar message.
 		MaxOutputBytes: 3 << 20,
 	})
@@ -184,6 +187,24 @@ func triggerCmd(ctx context.Context, args, env []string, stdout, stderr io.Write
 	// and producers.
 	serveErr := trig.Serve(ctx, ln)
 	return errors.Join(serveErr, closeInv())
+}
+
+// callbackAllowFromEnv reads FNHOST_TRIGGER_CALLBACK_ALLOW: comma-separated IPs, CIDRs, host
+// names and *.domain patterns that callbacks may target besides public addresses
+// (trigger.Config.CallbackAllow, which checks them).
+func callbackAllowFromEnv(env []string) []string {
+	var allow []string
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == "FNHOST_TRIGGER_CALLBACK_ALLOW" {
+			allow = nil // the last assignment wins, as in a shell
+			for e := range strings.SplitSeq(v, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					allow = append(allow, e)
+				}
+			}
+		}
+	}
+	return allow
 }
 
 func orNone(s string) string {

@@ -88,6 +88,10 @@ type Config struct {
 	// (tenant/namespace/name). Default FallbackAuto.
 	Fallback    Fallback
 	FallbackFor map[string]Fallback
+	// FallbackIdle is how long an output-topic reader of the fallback stays open with no call
+	// waiting on it; then it is closed, and opened again (from the topic's end) by the next
+	// call that needs it. Default 5m.
+	FallbackIdle time.Duration
 
 	// Logger receives the invoker's logs. Default: discard.
 	Logger *slog.Logger
@@ -133,6 +137,9 @@ func (c *Config) setDefaults() {
 	if c.BatchingDelay == 0 {
 		c.BatchingDelay = time.Millisecond
 	}
+	if c.FallbackIdle == 0 {
+		c.FallbackIdle = 5 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -153,7 +160,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"CacheTTL", c.CacheTTL}, {"SendTimeout", c.SendTimeout}, {"ProbeInterval", c.ProbeInterval}, {"BatchingDelay", c.BatchingDelay}} {
+	}{{"CacheTTL", c.CacheTTL}, {"SendTimeout", c.SendTimeout}, {"ProbeInterval", c.ProbeInterval}, {"BatchingDelay", c.BatchingDelay}, {"FallbackIdle", c.FallbackIdle}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is negative (%s)", d.name, d.v))
 		}

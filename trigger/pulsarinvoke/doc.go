@@ -30,7 +30,8 @@
 // # Fallback for functions not built with fnhost's SDK
 //
 // Java, Python and upstream Go functions never write to reply-to. For them the invoker also
-// reads the function's output topic (a reader from its end, started on first use) and matches
+// reads the function's output topic (a reader from its end, started on first use, closed once
+// no call has waited on it for Config.FallbackIdle, reopened on demand) and matches
 // the outputs whose __pfn_input_msg_id__ names the published request (ledger, entry and batch
 // index, whichever of Java's and the Go client's layouts it uses). Such a function yields one
 // output per input: it is handed over as the only output, final. The rule:

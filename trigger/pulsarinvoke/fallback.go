@@ -14,42 +14,58 @@ import (
 )
 
 // watchers reads the output topics of functions that may not reply to reply-to, one reader per
-// topic, started on first use and stopped by close. Safe for concurrent use.
+// topic, started on first use. A reader that no call has waited on for idle is closed by the
+// janitor and opened again when a call needs it. close stops them all. Safe for concurrent use.
 type watchers struct {
 	client pulsar.Client
 	table  *table
 	log    *slog.Logger
-	ctx    context.Context // ends at close: stops the readers
+	ctx    context.Context // ends at close: stops the readers and the janitor
+	idle   time.Duration
+	now    func() time.Time
 
 	mu     sync.Mutex
 	m      map[string]*watcherEntry
 	closed bool
-	wg     sync.WaitGroup // reader goroutines and creations
+	wg     sync.WaitGroup // reader goroutines, creations and the janitor
 }
 
 type watcherEntry struct {
 	ready  chan struct{} // closed once the reader exists (or failed)
 	reader pulsar.Reader
+	stop   context.CancelFunc // ends the reader's goroutine, which then closes the reader
 	err    error
 	failed time.Time // when the creation failed; a later ensure retries after retryAfter
+
+	// Guarded by watchers.mu.
+	waiting  int       // calls that ensured the reader and have not released it
+	lastUsed time.Time // when waiting last dropped to 0
 }
 
 // retryAfter spaces attempts to create a reader that failed.
 const retryAfter = 5 * time.Second
 
+func newWatchers(ctx context.Context, client pulsar.Client, t *table, log *slog.Logger, idle time.Duration) *watchers {
+	w := &watchers{client: client, table: t, log: log, ctx: ctx, idle: idle, now: time.Now, m: map[string]*watcherEntry{}}
+	w.wg.Go(w.janitor)
+	return w
+}
+
 // ensure starts reading topic unless a reader does already, and waits (bounded by ctx) until
 // the reader is positioned at the topic's end: outputs published after ensure returns are seen.
-func (w *watchers) ensure(ctx context.Context, topic string) error {
+// The caller calls release once it no longer waits for outputs of topic, whatever the error:
+// the reader is kept at least as long as a call holds it.
+func (w *watchers) ensure(ctx context.Context, topic string) (release func(), err error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return errors.New("closed")
+		return func() {}, errors.New("closed")
 	}
 	e, ok := w.m[topic]
 	if ok {
 		select {
 		case <-e.ready:
-			if e.err != nil && time.Since(e.failed) >= retryAfter {
+			if e.err != nil && w.now().Sub(e.failed) >= retryAfter {
 				ok = false
 			}
 		default:
@@ -60,12 +76,20 @@ func (w *watchers) ensure(ctx context.Context, topic string) error {
 		w.m[topic] = e
 		w.wg.Go(func() { w.start(topic, e) })
 	}
+	e.waiting++
 	w.mu.Unlock()
+	release = sync.OnceFunc(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if e.waiting--; e.waiting == 0 {
+			e.lastUsed = w.now()
+		}
+	})
 	select {
 	case <-e.ready:
-		return e.err
+		return release, e.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return release, ctx.Err()
 	}
 }
 
@@ -77,32 +101,83 @@ func (w *watchers) start(topic string, e *watcherEntry) {
 	w.mu.Lock()
 	switch {
 	case err != nil:
-		e.err, e.failed = fmt.Errorf("reading output topic %s: %w", topic, err), time.Now()
+		e.err, e.failed = fmt.Errorf("reading output topic %s: %w", topic, err), w.now()
 	case w.closed:
 		r.Close()
 		e.err = errors.New("closed")
 	default:
-		e.reader = r
-		w.wg.Go(func() { w.read(topic, r) })
+		ctx, stop := context.WithCancel(w.ctx)
+		e.reader, e.stop = r, stop
+		w.wg.Go(func() {
+			defer r.Close()
+			w.read(ctx, topic, r)
+		})
+	}
+	if e.waiting == 0 {
+		e.lastUsed = w.now()
 	}
 	w.mu.Unlock()
 	close(e.ready)
 }
 
-// read matches the outputs of topic with waiting calls until close.
-func (w *watchers) read(topic string, r pulsar.Reader) {
+// janitor closes, every idle/4, the readers no call has waited on for idle, until close.
+func (w *watchers) janitor() {
+	t := time.NewTicker(max(w.idle/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		now := w.now()
+		for topic, e := range w.m {
+			select {
+			case <-e.ready:
+			default:
+				continue // being created; its creator holds it
+			}
+			if e.waiting > 0 || now.Sub(e.lastUsed) < w.idle {
+				continue
+			}
+			delete(w.m, topic)
+			if e.stop != nil {
+				e.stop() // the reader's goroutine closes it
+				w.log.Debug("closed an idle output-topic reader", "topic", topic, "idle", w.idle)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// readers returns the number of open readers.
+func (w *watchers) readers() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, e := range w.m {
+		if e.reader != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// read matches the outputs of topic with waiting calls until ctx ends.
+func (w *watchers) read(ctx context.Context, topic string, r pulsar.Reader) {
 	log := w.log.With("topic", topic)
 	for {
-		m, err := r.Next(w.ctx)
+		m, err := r.Next(ctx)
 		if err != nil {
-			if w.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			log.Warn("reading an output topic", "err", err)
 			t := time.NewTimer(time.Second)
 			select {
 			case <-t.C:
-			case <-w.ctx.Done():
+			case <-ctx.Done():
 				t.Stop()
 				return
 			}
@@ -125,16 +200,17 @@ func (w *watchers) read(topic string, r pulsar.Reader) {
 	}
 }
 
-// close stops every reader and waits for their goroutines (bounded by ctx). Idempotent.
+// close stops the readers and the janitor (their ctx, w.ctx, has ended or is ending: the
+// caller cancels it first) and waits for their goroutines, which close the readers, bounded by
+// ctx. Idempotent.
 func (w *watchers) close(ctx context.Context) error {
 	w.mu.Lock()
 	w.closed = true
-	var readers []pulsar.Reader
 	for _, e := range w.m {
 		select {
 		case <-e.ready:
-			if e.reader != nil {
-				readers = append(readers, e.reader)
+			if e.stop != nil {
+				e.stop()
 			}
 		default:
 		}
@@ -144,11 +220,8 @@ func (w *watchers) close(ctx context.Context) error {
 	go func() { w.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("output-topic readers still running: %w", ctx.Err())
 	}
-	for _, r := range readers {
-		r.Close()
-	}
-	return nil
 }

@@ -104,7 +104,7 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	inv.stop = stop
-	inv.watchers = &watchers{client: inv.client, table: inv.table, log: inv.log, ctx: loopCtx, m: map[string]*watcherEntry{}}
+	inv.watchers = newWatchers(loopCtx, inv.client, inv.table, inv.log, cfg.FallbackIdle)
 	inv.loops.Go(func() { inv.receive(loopCtx) })
 	inv.log.Info("pulsar invoker ready", "reply_topic", cfg.ReplyTopic, "subscription", cfg.Subscription)
 	return inv, nil
@@ -138,6 +138,9 @@ type Stats struct {
 	FallbackMatched uint64
 	// Unavailable is true while publishing fails (the invoker answers ErrUnavailable at once).
 	Unavailable bool
+	// FallbackReaders is the number of output topics read for the fallback now (idle ones are
+	// closed after Config.FallbackIdle).
+	FallbackReaders int
 }
 
 // Stats returns the invoker's counters.
@@ -145,6 +148,7 @@ func (inv *Invoker) Stats() Stats {
 	return Stats{
 		Pending: inv.table.pending(), Dropped: inv.table.dropped.Load() + inv.table.unusable.Load(),
 		FallbackMatched: inv.table.matched.Load(), Unavailable: inv.health.isDown(),
+		FallbackReaders: inv.watchers.readers(),
 	}
 }
 
@@ -174,7 +178,9 @@ func (inv *Invoker) Invoke(ctx context.Context, fn trigger.Function, req *trigge
 	}
 	defer inv.table.remove(c)
 	if c.fallback {
-		if err := inv.watchers.ensure(ctx, t.info.Output); err != nil {
+		release, err := inv.watchers.ensure(ctx, t.info.Output)
+		defer release()
+		if err != nil {
 			if ctx.Err() != nil {
 				return trigger.Result{}, ctx.Err()
 			}
