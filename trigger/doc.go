@@ -45,8 +45,8 @@
 // Output.Attempt). Synchronous answers and async records hold the last attempt's outputs only;
 // streams announce the retry with a "restart" event (SSE) or line (NDJSON) and go on.
 //
-// A streamed invocation is tied to its caller: if the caller goes away, the invocation is
-// cancelled. To survive disconnects, invoke with Prefer: respond-async and follow
+// A streamed invocation outlives a caller that goes away (bounded by its deadline and by
+// shutdown), so the caller can resume it; streamed and async invocations are followed through
 // GET /v1/invocations/{id}/events, which resumes with Last-Event-ID.
 //
 // Errors are always {"error":{"code","message","invocation_id"}} with the status that fits;

@@ -3,7 +3,6 @@ package trigger
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -259,20 +258,26 @@ func (s *Server) outputTooLarge(id string) *apiError {
 }
 
 // invokeStream runs the invocation and streams each output as it comes. Until the first
-// output nothing is written, so a failure to start still gets its proper status. The caller
-// going away cancels the invocation.
+// output nothing is written, so a failure to start still gets its proper status.
+//
+// A caller that goes away does not cancel the invocation: it runs on to its end (bounded by
+// its deadline, and by shutdown), recording its outputs in the journal, so that the caller can
+// resume with GET /v1/invocations/{id}/events and Last-Event-ID and get exactly what it
+// missed.
 func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode) {
 	if !s.acquire(c, req.ID) {
 		return
 	}
 	defer s.release()
-	ctx, cancel := context.WithDeadline(c.Request.Context(), req.Deadline)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(c.Request.Context()), req.Deadline)
 	defer cancel()
+	defer context.AfterFunc(s.detached, cancel)()
 
 	j := s.journals.add(req.ID)
 	st := newStreamer(m, c.Writer, req.ID, 0)
 	start := time.Now()
 	var n int64
+	var gone bool // the caller went away: outputs go to the journal only
 	emit := func(o Output) error {
 		o.Seq = n
 		n++
@@ -281,8 +286,12 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 			s.metrics.observeFirstOutput(fn, time.Since(start))
 			st.begin()
 		}
+		if gone {
+			return nil
+		}
 		if err := st.output(o); err != nil {
-			return fmt.Errorf("streaming output %d of invocation %s: %w", o.Seq, req.ID, err)
+			gone = true
+			s.log.Debug("caller gone; the invocation runs on for a resume", "invocation_id", req.ID, "seq", o.Seq, "err", err)
 		}
 		return nil
 	}

@@ -41,6 +41,10 @@ type Server struct {
 	tracer   trace.Tracer   // nil: tracing off
 	callback *callbackPolicy
 	stopping atomic.Bool
+	// detached is the parent of streamed invocations, which outlive a caller that drops (see
+	// invokeStream); cancelled when shutdown reaches its bound.
+	detached       context.Context
+	cancelDetached context.CancelFunc
 }
 
 // New checks cfg and builds the server and its routes. It does not listen.
@@ -60,6 +64,7 @@ func New(cfg Config) (*Server, error) {
 		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
 		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg),
 	}
+	s.detached, s.cancelDetached = context.WithCancel(context.Background())
 	if s.store == nil {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
 	}
@@ -195,6 +200,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("trigger: in-flight requests at the shutdown bound %s: %w", s.cfg.ShutdownTimeout, err))
+		s.cancelDetached()
 		if cerr := srv.Close(); cerr != nil {
 			errs = append(errs, fmt.Errorf("trigger: closing connections: %w", cerr))
 		}
@@ -217,10 +223,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	err := s.async.wait(ctx)
 	if err == nil {
+		s.cancelDetached() // nothing left to run on: release the context
 		return nil
 	}
 	n := s.async.running()
 	s.async.cancelAll()
+	s.cancelDetached()
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
 	defer cancel()
 	if werr := s.async.wait(grace); werr != nil {

@@ -204,7 +204,9 @@ func TestResumeFollowsLive(t *testing.T) {
 
 // TestDisconnectCancels: a caller leaving mid-stream cancels the invocation's ctx, and the
 // server keeps no goroutine for it.
-func TestDisconnectCancels(t *testing.T) { // not parallel: it counts goroutines
+// TestDisconnectDetaches: a streaming caller that goes away does not cancel the invocation;
+// it runs on, and a resume gets exactly what the caller missed.
+func TestDisconnectDetaches(t *testing.T) { // not parallel: it counts goroutines
 	f := newFake()
 	g := newGate()
 	f.set("gated", g.fn)
@@ -235,13 +237,52 @@ func TestDisconnectCancels(t *testing.T) { // not parallel: it counts goroutines
 	ev, err := readEvent(bufio.NewReader(a.resp.Body))
 	require.NoError(t, err)
 	assert.Equal(t, "first", ev.data)
+	id := a.resp.Header.Get(headerInvocationID)
 
 	cancel() // the caller goes away
 	require.NoError(t, a.resp.Body.Close())
-	assert.ErrorIs(t, recv(t, g.ended, "invocation end"), context.Canceled)
+	g.send(t, "second") // the invocation runs on
+	g.send(t, "third")
+	close(g.out)
+	assert.NoError(t, recv(t, g.ended, "invocation end"))
+
+	w := do(s, http.MethodGet, "/v1/invocations/"+id+"/events", "", map[string]string{"Last-Event-ID": "0"})
+	require.Equal(t, http.StatusOK, w.Code)
+	evs := readEvents(t, w.Body.Bytes())
+	require.Len(t, evs, 3)
+	assert.Equal(t, sseEvent{id: "1", hasID: true, event: "output", data: "second"}, evs[0])
+	assert.Equal(t, sseEvent{id: "2", hasID: true, event: "output", data: "third"}, evs[1])
+	assert.Equal(t, "done", evs[2].event)
 
 	client.CloseIdleConnections()
 	waitGoroutines(t, baseline)
+}
+
+// TestShutdownCancelsDetachedStreams: past the shutdown bound, a stream whose caller left is
+// cancelled rather than left running.
+func TestShutdownCancelsDetachedStreams(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	g := newGate()
+	f.set("gated", g.fn)
+	s := newServer(t, f, nil)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/function/gated", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close() // the caller leaves at once; nothing to check
+		}
+	}()
+	recv(t, g.started, "invocation start")
+	cancel()
+	sctx, scancel := context.WithCancel(t.Context())
+	scancel() // the bound has passed already
+	_ = s.Shutdown(sctx) // no async invocations: its error only says the bound passed
+	assert.ErrorIs(t, recv(t, g.ended, "invocation end"), context.Canceled)
 }
 
 // waitGoroutines waits, bounded, until no more than n goroutines run. (require.Eventually

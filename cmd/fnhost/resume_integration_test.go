@@ -185,14 +185,9 @@ func TestSSEDropAndResumeThroughPulsar(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.resp.StatusCode)
 		got := r.rest(t)
 		end, outs := got[len(got)-1], got[:len(got)-1]
-		assert.Equal(t, chunkEvents(k, k+len(outs), n), outs, "no gap, no repeat")
-		switch end.event {
-		case "done":
-			assert.Len(t, outs, n-k, "done after all the missed events")
-		case "error":
-			assert.Contains(t, end.data, `"code":"canceled"`)
-		}
-		t.Logf("streamed invocation: %d of the %d missed events replayed, then %s", len(outs), n-k, end.event)
+		// The drop did not cancel the invocation: the resume gets exactly what was missed.
+		assert.Equal(t, chunkEvents(k, n, n), outs, "exactly the missed events")
+		assert.Equal(t, "done", end.event)
 
 		// Another instance has no replay buffer of it, and no record: 404.
 		rb := openSSE(t, ctx, http.MethodGet, urlB+"/v1/invocations/"+id+"/events", "", strconv.Itoa(k-1))
