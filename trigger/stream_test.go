@@ -280,7 +280,7 @@ func TestShutdownCancelsDetachedStreams(t *testing.T) {
 	recv(t, g.started, "invocation start")
 	cancel()
 	sctx, scancel := context.WithCancel(t.Context())
-	scancel() // the bound has passed already
+	scancel()            // the bound has passed already
 	_ = s.Shutdown(sctx) // no async invocations: its error only says the bound passed
 	assert.ErrorIs(t, recv(t, g.ended, "invocation end"), context.Canceled)
 }
