@@ -37,6 +37,8 @@ const (
 func Serve(ctx context.Context, h call.Handler, stderr io.Writer) error {
 	out := &lockedWriter{w: stderr}
 	s := New(h, out)
+	// Start-up is over once the host has configured the plugin: give back what only it used.
+	s.onConfigured = releaseStartup
 	// grpcServer hands over the gRPC server go-plugin builds; capacity 1 so that go-plugin
 	// never waits for this function to take it.
 	grpcServer := make(chan *grpc.Server, 1)

@@ -47,6 +47,9 @@ type Server struct {
 	logOut io.Writer
 	level  slog.LevelVar
 	served atomic.Uint64
+	// onConfigured, if set, is called once after Configure succeeded: start-up is over then.
+	// Serve sets it to releaseStartup.
+	onConfigured func() error
 
 	mu          sync.Mutex
 	configured  bool
@@ -94,8 +97,8 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "configure: max_in_flight %d out of range 1..%d", n, maxMaxInFlight)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.configured {
+		s.mu.Unlock()
 		return nil, status.Error(codes.FailedPrecondition, "configure: configured already")
 	}
 	s.level.Set(slogLevel(req.GetLogLevel()))
@@ -118,7 +121,15 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 	s.maxInFlight = n
 	s.slots = make(chan struct{}, n)
 	s.configured = true
-	s.logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	logger := s.logger
+	s.mu.Unlock()
+	logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	if s.onConfigured != nil {
+		if err := s.onConfigured(); err != nil {
+			// Only memory is at stake: the plugin serves all the same.
+			logger.Warn("after start-up", "err", err)
+		}
+	}
 	return &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}, nil
 }
 
