@@ -21,16 +21,17 @@ import (
 // 20 MiB of code and read-only data mapped, though a plugin serving invocations uses a fraction
 // of it. MADV_DONTNEED on a private file mapping that was never written only unmaps its pages:
 // they stay in the page cache, and a page touched again is mapped again by a minor fault, so
-// what stays mapped is what serving uses. The writable segment (initialised variables, which
-// the process may have changed) is left alone: only mappings without write permission are
-// released.
+// what stays mapped is what serving uses. Only pages never written may be released so: a
+// mapping that is writable, or holds a written page (Anonymous in smaps; the dynamic loader
+// writes the relocations of a read-only-after-relocation segment, in a binary linked with cgo
+// or as PIE, before making it read-only), is left alone.
 func releaseStartup() error {
 	debug.FreeOSMemory()
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return fmt.Errorf("releasing start-up memory: %w", err)
 	}
-	spans, err := binarySpans(maps, uint64(reflect.ValueOf(releaseStartup).Pointer()))
+	spans, err := binarySpans(smaps, uint64(reflect.ValueOf(releaseStartup).Pointer()))
 	if err != nil {
 		return fmt.Errorf("releasing start-up memory: %w", err)
 	}
@@ -45,20 +46,31 @@ func releaseStartup() error {
 // span is an address range [start, end).
 type span struct{ start, end uint64 }
 
-// binarySpans returns, from a /proc/<pid>/maps listing, the private read-only mappings of the
-// file whose mapping holds pc.
-func binarySpans(maps []byte, pc uint64) ([]span, error) {
+// binarySpans returns, from a /proc/<pid>/smaps listing, the private read-only mappings
+// without written (anonymous) pages of the file whose mapping holds pc.
+func binarySpans(smaps []byte, pc uint64) ([]span, error) {
 	type mapping struct {
 		span
 		readOnly bool
-		file     string // device and inode
+		file     string // device and inode; empty when anonymous
+		written  bool   // holds anonymous pages, or smaps did not say
 	}
 	var all []mapping
 	file := ""
-	sc := bufio.NewScanner(bytes.NewReader(maps))
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	for sc.Scan() {
-		// address perms offset dev inode [path]
 		f := bytes.Fields(sc.Bytes())
+		if len(f) == 0 {
+			continue
+		}
+		if bytes.HasSuffix(f[0], []byte(":")) {
+			// A field of the mapping above: "Anonymous: 0 kB".
+			if len(all) > 0 && string(f[0]) == "Anonymous:" && len(f) >= 2 {
+				all[len(all)-1].written = string(f[1]) != "0"
+			}
+			continue
+		}
+		// A mapping: address perms offset dev inode [path]
 		if len(f) < 5 || len(f[1]) < 4 {
 			continue
 		}
@@ -74,10 +86,10 @@ func binarySpans(maps []byte, pc uint64) ([]span, error) {
 		m := mapping{
 			span:     span{start, end},
 			readOnly: f[1][1] == '-' && f[1][3] == 'p',
-			file:     string(f[3]) + " " + string(f[4]),
+			written:  true, // until its Anonymous line says otherwise
 		}
-		if string(f[4]) == "0" {
-			m.file = "" // anonymous
+		if string(f[4]) != "0" {
+			m.file = string(f[3]) + " " + string(f[4])
 		}
 		if start <= pc && pc < end {
 			file = m.file
@@ -92,7 +104,7 @@ func binarySpans(maps []byte, pc uint64) ([]span, error) {
 	}
 	var spans []span
 	for _, m := range all {
-		if m.file == file && m.readOnly {
+		if m.file == file && m.readOnly && !m.written {
 			spans = append(spans, m.span)
 		}
 	}
