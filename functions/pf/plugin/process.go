@@ -11,6 +11,8 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	"github.com/fnhost/fnhost/functions/pf/internal/codec"
 )
 
 // Config configures one plugin process.
@@ -73,6 +75,8 @@ const flowWindow = 4 << 20
 var dialOptions = []grpc.DialOption{
 	grpc.WithInitialWindowSize(flowWindow),
 	grpc.WithInitialConnWindowSize(flowWindow),
+	// The pipeline's frames are encoded by hand; the bytes are protobuf's (package codec).
+	grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec.Codec{})),
 }
 
 // DefaultStartTimeout bounds the launch of a plugin when Config.StartTimeout is 0.
