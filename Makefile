@@ -68,7 +68,7 @@ lint: ## gofmt, go vet (all build tags), shell syntax of the scripts
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-bench: pulsar-up ## fnhost vs same-run baselines: Pulsar throughput, plugin invoke, memory (BENCH_N, BENCH_DURATION, BENCH_ONLY)
+bench: pulsar-up ## fnhost vs same-run baselines: Pulsar throughput, plugin invoke, memory (BENCH_N, BENCH_DURATION)
 	$(GO) run ./internal/bench
 
 pulsar-up: ## provision (first time) and start the Pulsar standalone with its functions worker
