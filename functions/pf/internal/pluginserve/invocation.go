@@ -111,8 +111,8 @@ func (e *env) RecordMetric(name string, value float64) {
 }
 
 // record is what one invocation needs besides its context, allocated in one piece rather
-// than a dozen: per invocation, allocations and the garbage collections they bring profiled
-// at a third of the plugin's CPU. It is not reused: the function may keep its Message.
+// than a dozen: allocation and the garbage collections it brings were about a quarter of the
+// plugin's CPU under load. It is not reused: the function may keep its Message.
 type record struct {
 	inv  invocation
 	env  env

@@ -127,7 +127,7 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 	if s.onConfigured != nil {
 		if err := s.onConfigured(); err != nil {
 			// Only memory is at stake: the plugin serves all the same.
-			logger.Warn("after start-up", "err", err)
+			logger.Warn("start-up memory not given back", "err", err)
 		}
 	}
 	return &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}, nil
