@@ -183,7 +183,7 @@ func sizeEvents(m *pluginpb.PipelineEvents, sizes []eventSizes) int {
 				s.inner = s.output
 			case *pluginpb.Event_Metric:
 				s.inner = sizeString(x.Metric.GetName())
-				if x.Metric.GetValue() != 0 {
+				if math.Float64bits(x.Metric.GetValue()) != 0 { // -0 too, as protobuf
 					s.inner += 1 + 8
 				}
 			case *pluginpb.Event_Ack:
@@ -351,7 +351,7 @@ func appendEvents(b []byte, m *pluginpb.PipelineEvents, sizes []eventSizes) ([]b
 			if b, err = appendString(b, 1, "name", x.Metric.GetName()); err != nil {
 				return b, err
 			}
-			if v := x.Metric.GetValue(); v != 0 {
+			if v := x.Metric.GetValue(); math.Float64bits(v) != 0 {
 				b = protowire.AppendFixed64(appendTag(b, 2, protowire.Fixed64Type), math.Float64bits(v))
 			}
 		case *pluginpb.Event_Ack:

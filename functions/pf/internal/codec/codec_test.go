@@ -40,6 +40,7 @@ func events() *pluginpb.PipelineEvents {
 		{Id: 1, Event: &pluginpb.Event{Event: &pluginpb.Event_Output{Output: &pluginpb.Output{}}}},
 		{Id: 2, Event: &pluginpb.Event{Event: &pluginpb.Event_Metric{Metric: &pluginpb.Metric{Name: "m", Value: 1.5}}}},
 		{Id: 2, Event: &pluginpb.Event{Event: &pluginpb.Event_Metric{Metric: &pluginpb.Metric{}}}},
+		{Id: 2, Event: &pluginpb.Event{Event: &pluginpb.Event_Metric{Metric: &pluginpb.Metric{Value: math.Copysign(0, -1)}}}},
 		{Id: 3, Event: &pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{}}}},
 		{Id: 4, Event: &pluginpb.Event{Event: &pluginpb.Event_Done{Done: &pluginpb.Done{}}}},
 		{Id: 5, Event: &pluginpb.Event{Event: &pluginpb.Event_Done{Done: &pluginpb.Done{
