@@ -18,6 +18,8 @@ import (
 //	BENCH_PULSAR_ADMIN_URL  broker admin URL (default http://127.0.0.1:8080)
 //	BENCH_CPUPROFILE        if set, a CPU profile of this process (which runs the host runtime)
 //	                        while the host runtime at parallelism 1 drains its topic
+//	BENCH_ONLY              the parts to run, comma-separated: throughput, invoke, trigger, dev
+//	                        (default all; the memory section reports what the parts measured)
 type Config struct {
 	// N is the number of messages each throughput contender drains.
 	N int
@@ -27,7 +29,15 @@ type Config struct {
 	PulsarURL, AdminURL string
 	// CPUProfile is the file for the host runtime's CPU profile; empty for none.
 	CPUProfile string
+	// Parts are the parts to run, a subset of allParts; all of them by default.
+	Parts []string
 }
+
+// allParts are the parts of a run, in the order they run.
+var allParts = []string{"throughput", "invoke", "trigger", "dev"}
+
+// runs reports whether part is selected.
+func (c Config) runs(part string) bool { return slices.Contains(c.Parts, part) }
 
 const (
 	minN, maxN             = 100, 1_000_000
@@ -63,8 +73,20 @@ func fromEnv(env []string) (Config, error) {
 		N: defaultN, Duration: defaultDuration,
 		PulsarURL: defaultPulsarURL, AdminURL: defaultPulsarAdminURL,
 		CPUProfile: vars["BENCH_CPUPROFILE"],
+		Parts:      allParts,
 	}
 	var errs []error
+	if v, ok := vars["BENCH_ONLY"]; ok {
+		c.Parts = nil
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.TrimSpace(p)
+			if !slices.Contains(allParts, p) {
+				errs = append(errs, fmt.Errorf("BENCH_ONLY=%q: unknown part %q, want some of %s", v, p, strings.Join(allParts, ",")))
+				continue
+			}
+			c.Parts = append(c.Parts, p)
+		}
+	}
 	if v, ok := vars["BENCH_N"]; ok {
 		n, err := strconv.Atoi(strings.ReplaceAll(v, "_", ""))
 		if err != nil || n < minN || n > maxN {

@@ -70,26 +70,31 @@ func run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err error) 
 		runtime.NumCPU(), version, cfg.PulsarURL, runtime.Version(), b.runID)}
 	mem := &memory{}
 
-	tp, err := b.throughput(ctx, mem)
-	if err != nil {
-		return err
+	if cfg.runs("throughput") {
+		tp, err := b.throughput(ctx, mem)
+		if err != nil {
+			return err
+		}
+		rep.sections = append(rep.sections, tp)
 	}
-	rep.sections = append(rep.sections, tp)
-
-	inv, err := b.invoke(ctx, mem)
-	if err != nil {
-		return err
+	if cfg.runs("invoke") {
+		inv, err := b.invoke(ctx, mem)
+		if err != nil {
+			return err
+		}
+		rep.sections = append(rep.sections, inv)
 	}
-	rep.sections = append(rep.sections, inv)
-
-	trig, err := b.triggerBench(ctx)
-	if err != nil {
-		return err
+	if cfg.runs("trigger") {
+		trig, err := b.triggerBench(ctx)
+		if err != nil {
+			return err
+		}
+		rep.sections = append(rep.sections, trig...)
 	}
-	rep.sections = append(rep.sections, trig...)
-
-	if err := b.devMemory(ctx, mem); err != nil {
-		return err
+	if cfg.runs("dev") {
+		if err := b.devMemory(ctx, mem); err != nil {
+			return err
+		}
 	}
 	rep.sections = append(rep.sections, mem.section())
 

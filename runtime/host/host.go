@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -231,6 +232,7 @@ func (h *Host) start(ctx context.Context, m *manifest.Function) (*function, erro
 		},
 		Parallelism: m.Parallelism,
 		MaxInFlight: h.cfg.MaxInFlight,
+		MaxProcs:    maxProcs(m),
 		PulsarURL:   h.cfg.PulsarURL,
 		Logger:      log,
 		OnRestart:   func(int) { h.metrics.restarts.WithLabelValues(m.FQFN()).Inc() },
@@ -432,4 +434,13 @@ func (h *Host) Pids(fqfn string) ([]int, error) {
 		return nil, err
 	}
 	return f.pool.Pids(), nil
+}
+
+// maxProcs is the GOMAXPROCS of m's plugin processes: its resources.cpu rounded up, as Pulsar
+// Functions gives an instance that many CPUs; 0 (the plugin default, one CPU) without it.
+func maxProcs(m *manifest.Function) int {
+	if r := m.Config.Resources; r != nil && r.CPU > 0 {
+		return int(math.Ceil(r.CPU))
+	}
+	return 0
 }

@@ -27,17 +27,20 @@ import (
 // Ordering: a lane runs its inputs one after the other. With retainOrdering (a Failover
 // subscription) there is one lane, so outputs keep the input order; with retainKeyOrdering
 // (Key_Shared) an input's lane is chosen by its key, so each key keeps its order; otherwise
-// (Shared) all lanes take inputs from one queue, the next input going to whichever lane is
-// free, so one slow invocation does not hold up the inputs queued behind it. The lane count,
-// parallelism × MaxInFlight, bounds the invocations in flight.
+// (Shared) every lane receives from the consumer itself, the next input going to whichever
+// lane is free, so one slow invocation does not hold up the inputs queued behind it, and no
+// goroutine stands between the consumer and the lanes. The lane count, parallelism ×
+// MaxInFlight, bounds the invocations in flight.
 type runner struct {
 	h        *Host
 	f        *function
 	log      *slog.Logger
 	consumer pulsar.Consumer
-	// queues feed the lanes: one per lane with Key_Shared, else one for all lanes (Failover
-	// has a single lane). receive sends and closes them.
+	// queues feed the lanes: one per lane with Key_Shared, one for the lane of Failover;
+	// receive sends and closes them. None with Shared, where the lanes receive themselves.
 	queues []chan pulsar.Message
+	// lanes is the number of lanes.
+	lanes int
 	// out is the producer of the output topic, created up front; nil without an output topic.
 	out pulsar.Producer
 	// slotMetrics are the metric children of each pool slot, looked up once rather than per
@@ -96,21 +99,21 @@ func newRunner(ctx context.Context, h *Host, f *function, log *slog.Logger) (*ru
 	if m.SubscriptionType != manifest.Failover {
 		n = m.Parallelism * h.cfg.MaxInFlight
 	}
-	r := &runner{h: h, f: f, log: log, consumer: c, producers: map[string]pulsar.Producer{}, recvDone: make(chan struct{})}
+	r := &runner{h: h, f: f, log: log, consumer: c, lanes: n, producers: map[string]pulsar.Producer{}, recvDone: make(chan struct{})}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
 	r.intake, r.stopIntake = context.WithCancel(context.Background())
 	for _, l := range f.labels {
 		r.slotMetrics = append(r.slotMetrics, newSlotMetrics(h.metrics, l))
 	}
-	if m.SubscriptionType == manifest.KeyShared {
+	switch m.SubscriptionType {
+	case manifest.KeyShared:
 		for range n {
 			r.queues = append(r.queues, make(chan pulsar.Message, laneBuffer))
 		}
-	} else {
-		r.queues = []chan pulsar.Message{make(chan pulsar.Message, n*laneBuffer)}
+	case manifest.Failover:
+		r.queues = []chan pulsar.Message{make(chan pulsar.Message, laneBuffer)}
 	}
-	for i := range n {
-		queue := r.queues[i%len(r.queues)]
+	for _, queue := range r.queues {
 		r.lanesDone.Go(func() {
 			for msg := range queue {
 				r.process(r.work, msg)
@@ -206,7 +209,8 @@ func (b backoff) Next(redeliveryCount uint32) time.Duration {
 }
 
 // receive takes inputs and hands them to lanes until ctx ends or drain stops intake; then it
-// closes the lanes. It runs at most once.
+// closes the lanes. With Shared, it starts the lanes, which receive themselves until then,
+// and returns when intake ends (the lanes finish the input they hold). It runs at most once.
 func (r *runner) receive(ctx context.Context) {
 	r.recvMu.Lock()
 	if r.recvState != 0 {
@@ -221,6 +225,13 @@ func (r *runner) receive(ctx context.Context) {
 	defer cancel()
 	stop := context.AfterFunc(r.intake, cancel)
 	defer stop()
+	if len(r.queues) == 0 {
+		for range r.lanes {
+			r.lanesDone.Go(func() { r.pull(ctx) })
+		}
+		<-ctx.Done()
+		return
+	}
 	for {
 		msg, err := r.consumer.Receive(ctx)
 		if err != nil {
@@ -238,6 +249,22 @@ func (r *runner) receive(ctx context.Context) {
 			r.consumer.Nack(msg)
 			return
 		}
+	}
+}
+
+// pull is a lane that receives its inputs itself, until ctx ends: an input it received is
+// run to its end (on r.work).
+func (r *runner) pull(ctx context.Context) {
+	for {
+		msg, err := r.consumer.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("receiving", "err", err)
+			continue
+		}
+		r.process(r.work, msg)
 	}
 }
 

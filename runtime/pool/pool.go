@@ -42,6 +42,8 @@ type Config struct {
 	Parallelism int
 	// MaxInFlight bounds the concurrent invocations per process. Default 64.
 	MaxInFlight int
+	// MaxProcs is each process's GOMAXPROCS (plugin.Config.MaxProcs). Default 1.
+	MaxProcs int
 	// PulsarURL is passed to the plugins for NewOutputMessage; empty in embedded mode.
 	PulsarURL string
 	// RestartBackoff is the first delay before restarting a crashed process; it doubles up to
@@ -192,6 +194,7 @@ func (p *Pool) launch(ctx context.Context, idx int, binary string) (*plugin.Proc
 		Info:         info,
 		PulsarURL:    p.cfg.PulsarURL,
 		MaxInFlight:  p.cfg.MaxInFlight,
+		MaxProcs:     p.cfg.MaxProcs,
 		Logger:       p.cfg.Logger.With("instance", idx),
 		StartTimeout: p.cfg.StartTimeout,
 	})

@@ -69,6 +69,11 @@ type pendingCall struct {
 	// abandoned is closed by Invoke when it returns before Done: the receiver then drops
 	// the invocation's events.
 	abandoned chan struct{}
+	// req is the invocation's request, recycled with the call. Recycling is safe: the
+	// sender has encoded a request before the plugin can answer it with Done.
+	req    pluginpb.PipelineRequest
+	invoke pluginpb.PipelineRequest_Invoke
+	body   pluginpb.InvokeRequest
 }
 
 // callPool recycles the pendingCalls of invocations that ended with Done: their two channels
@@ -267,7 +272,10 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 
 	// The request is queued, not handed over: the sender sends it with whatever else is
 	// queued, and the receiver may deliver its events before the sender got to it.
-	c.out.push(&pluginpb.PipelineRequest{Id: id, Request: &pluginpb.PipelineRequest_Invoke{Invoke: req.proto(deadline)}})
+	req.fill(&pc.body, deadline)
+	pc.invoke.Invoke = &pc.body
+	pc.req.Id, pc.req.Request = id, &pc.invoke
+	c.out.push(&pc.req)
 
 	var res Result
 	for {
@@ -297,6 +305,7 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 		}
 		if done {
 			// The receiver is done with pc: it removed it from pending before sending Done.
+			pc.body = pluginpb.InvokeRequest{} // let the caller's payload go
 			callPool.Put(pc)
 			if ev.GetDone().GetKind() == pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE {
 				return Result{}, ErrDraining // the plugin began draining on its own (SIGTERM)

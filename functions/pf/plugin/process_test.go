@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -393,4 +394,42 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// TestMaxProcs: a plugin process runs with GOMAXPROCS=1 by default, with Config.MaxProcs when
+// set, and with Go's default when it is -1.
+func TestMaxProcs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/<pid>/environ")
+	}
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		t.Skipf("GOMAXPROCS=%s in the test's environment overrides Config.MaxProcs", v)
+	}
+	tests := []struct {
+		name     string
+		maxProcs int
+		want     string // the GOMAXPROCS entry; empty for none
+	}{
+		{"default", 0, "GOMAXPROCS=1"},
+		{"set", 3, "GOMAXPROCS=3"},
+		{"go default", -1, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, "echo", plugin.Config{MaxProcs: tc.maxProcs})
+			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.Pid()))
+			require.NoError(t, err)
+			var got []string
+			for kv := range strings.SplitSeq(string(env), "\x00") {
+				if strings.HasPrefix(kv, "GOMAXPROCS=") {
+					got = append(got, kv)
+				}
+			}
+			if tc.want == "" {
+				assert.Empty(t, got)
+			} else {
+				assert.Equal(t, []string{tc.want}, got)
+			}
+		})
+	}
 }

@@ -76,20 +76,19 @@ type Request struct {
 	Deadline time.Time
 }
 
-func (r *Request) proto(deadline time.Time) *pluginpb.InvokeRequest {
-	return &pluginpb.InvokeRequest{
-		Payload:             r.Payload,
-		Key:                 r.Key,
-		OrderingKey:         r.OrderingKey,
-		Properties:          r.Properties,
-		Topic:               r.Topic,
-		ProducerName:        r.ProducerName,
-		MessageId:           r.MessageID,
-		EventTimeUnixNano:   unixNano(r.EventTime),
-		PublishTimeUnixNano: unixNano(r.PublishTime),
-		RedeliveryCount:     r.RedeliveryCount,
-		DeadlineUnixNano:    unixNano(deadline),
-	}
+// fill sets p, a zero message, to r with deadline.
+func (r *Request) fill(p *pluginpb.InvokeRequest, deadline time.Time) {
+	p.Payload = r.Payload
+	p.Key = r.Key
+	p.OrderingKey = r.OrderingKey
+	p.Properties = r.Properties
+	p.Topic = r.Topic
+	p.ProducerName = r.ProducerName
+	p.MessageId = r.MessageID
+	p.EventTimeUnixNano = unixNano(r.EventTime)
+	p.PublishTimeUnixNano = unixNano(r.PublishTime)
+	p.RedeliveryCount = r.RedeliveryCount
+	p.DeadlineUnixNano = unixNano(deadline)
 }
 
 // Output is one output of an invocation.

@@ -28,9 +28,9 @@ func newEventQueue() *eventQueue {
 	return &eventQueue{wake: make(chan struct{}, 1)}
 }
 
-// push queues ev, tagged with id. It waits while outBuffer events are queued (backpressure
-// from the host), until ctx or stream ends.
-func (q *eventQueue) push(ctx, stream context.Context, id uint64, ev *pluginpb.Event) error {
+// push queues pe. It waits while outBuffer events are queued (backpressure from the host),
+// until ctx or stream ends. pe must not change until the sender has sent it.
+func (q *eventQueue) push(ctx, stream context.Context, pe *pluginpb.PipelineEvent) error {
 	q.mu.Lock()
 	for len(q.events) >= outBuffer {
 		if q.space == nil {
@@ -47,7 +47,7 @@ func (q *eventQueue) push(ctx, stream context.Context, id uint64, ev *pluginpb.E
 		}
 		q.mu.Lock()
 	}
-	q.events = append(q.events, &pluginpb.PipelineEvent{Id: id, Event: ev})
+	q.events = append(q.events, pe)
 	q.signal()
 	q.mu.Unlock()
 	return nil

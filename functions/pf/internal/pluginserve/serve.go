@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
+	"github.com/fnhost/fnhost/functions/pf/internal/codec"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
 )
 
@@ -37,6 +38,8 @@ const (
 func Serve(ctx context.Context, h call.Handler, stderr io.Writer) error {
 	out := &lockedWriter{w: stderr}
 	s := New(h, out)
+	// Start-up is over once the host has configured the plugin: give back what only it used.
+	s.onConfigured = releaseStartup
 	// grpcServer hands over the gRPC server go-plugin builds; capacity 1 so that go-plugin
 	// never waits for this function to take it.
 	grpcServer := make(chan *grpc.Server, 1)
@@ -52,6 +55,8 @@ func Serve(ctx context.Context, h call.Handler, stderr io.Writer) error {
 				// A fixed flow-control window, as the host sets on its side: no bandwidth
 				// estimation pings and window resizing while the pipeline is busy.
 				opts = append(opts, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))
+				// The pipeline's frames are encoded by hand; the bytes are protobuf's.
+				opts = append(opts, grpc.ForceServerCodecV2(codec.Codec{}))
 				gs := grpc.NewServer(opts...)
 				grpcServer <- gs
 				return gs

@@ -47,6 +47,9 @@ type Server struct {
 	logOut io.Writer
 	level  slog.LevelVar
 	served atomic.Uint64
+	// onConfigured, if set, is called once after Configure succeeded: start-up is over then.
+	// Serve sets it to releaseStartup.
+	onConfigured func() error
 
 	mu          sync.Mutex
 	configured  bool
@@ -94,8 +97,8 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "configure: max_in_flight %d out of range 1..%d", n, maxMaxInFlight)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.configured {
+		s.mu.Unlock()
 		return nil, status.Error(codes.FailedPrecondition, "configure: configured already")
 	}
 	s.level.Set(slogLevel(req.GetLogLevel()))
@@ -118,7 +121,15 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 	s.maxInFlight = n
 	s.slots = make(chan struct{}, n)
 	s.configured = true
-	s.logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	logger := s.logger
+	s.mu.Unlock()
+	logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	if s.onConfigured != nil {
+		if err := s.onConfigured(); err != nil {
+			// Only memory is at stake: the plugin serves all the same.
+			logger.Warn("start-up memory not given back", "err", err)
+		}
+	}
 	return &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}, nil
 }
 
@@ -267,7 +278,7 @@ func (s *Server) Invoke(req *pluginpb.InvokeRequest, stream pluginpb.Function_In
 	}
 	invCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	s.run(invCtx, ctx, req, &unarySink{stream: stream})
+	s.run(invCtx, ctx, req, &record{}, &unarySink{stream: stream})
 	return nil
 }
 
@@ -306,15 +317,22 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 		// goroutine grows its stack to the handler's depth every time, which profiled at
 		// a fifth of the plugin's CPU. admit bounds them to the invocations in flight.
 		// Closed once no invocation is started any more, which ends the workers.
-		jobs = make(chan func())
+		jobs = make(chan *record)
 	)
-	startJob := func(job func()) {
+	runJob := func(rec *record) {
+		s.run(rec.ctx, ctx, rec.req, rec, &rec.pipe)
+		mu.Lock()
+		delete(running, rec.pipe.id)
+		mu.Unlock()
+		rec.cancel(nil)
+	}
+	startJob := func(rec *record) {
 		select {
-		case jobs <- job:
+		case jobs <- rec:
 		default:
 			wg.Go(func() {
-				for ; job != nil; job = <-jobs {
-					job()
+				for ; rec != nil; rec = <-jobs {
+					runJob(rec)
 				}
 			})
 		}
@@ -332,27 +350,21 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 				id := r.GetId()
 				switch x := r.GetRequest().(type) {
 				case *pluginpb.PipelineRequest_Invoke:
-					sk := &pipelineSink{id: id, out: out, stream: ctx}
+					rec := &record{pipe: pipelineSink{id: id, out: out, stream: ctx}, req: x.Invoke}
 					if err := s.admit(ctx); err != nil {
 						if ctx.Err() != nil {
 							return ctx.Err()
 						}
 						// Draining: refuse this one, keep reading for the others' cancels.
 						// The send fails only when the stream is gone, which Recv reports.
-						_ = sk.send(ctx, doneEvent(pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE, err.Error(), ""))
+						_ = rec.pipe.finish(ctx, nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE, err.Error(), ""))
 						continue
 					}
-					invCtx, invCancel := context.WithCancelCause(ctx)
+					rec.ctx, rec.cancel = context.WithCancelCause(ctx)
 					mu.Lock()
-					running[id] = invCancel
+					running[id] = rec.cancel
 					mu.Unlock()
-					startJob(func() {
-						s.run(invCtx, ctx, x.Invoke, sk)
-						mu.Lock()
-						delete(running, id)
-						mu.Unlock()
-						invCancel(nil)
-					})
+					startJob(rec)
 				case *pluginpb.PipelineRequest_Cancel:
 					mu.Lock()
 					if c := running[id]; c != nil {
