@@ -128,12 +128,17 @@ type Host struct {
 
 // function is one function's pool and what feeds it.
 type function struct {
-	m       *manifest.Function
-	binary  string
-	pool    *pool.Pool
-	labels  []*labels // per slot
-	runner  *runner   // nil in embedded mode
-	lastErr string
+	m      *manifest.Function
+	binary string
+	pool   *pool.Pool
+	labels []*labels // per slot
+	// slots are the metric children of labels, looked up once rather than per input
+	// (WithLabelValues hashes every label value).
+	slots []*slotMetrics
+	// inFlight counts the function's embedded invocations running.
+	inFlight prometheus.Gauge
+	runner   *runner // nil in embedded mode
+	lastErr  string
 }
 
 // New builds the functions that come as source, starts their plugin processes and, with a
@@ -220,7 +225,9 @@ func (h *Host) start(ctx context.Context, m *manifest.Function) (*function, erro
 		l := newLabels(m.Tenant, m.Namespace, m.Name, i, h.cfg.ClusterName)
 		h.metrics.track(l)
 		f.labels = append(f.labels, l)
+		f.slots = append(f.slots, newSlotMetrics(h.metrics, l))
 	}
+	f.inFlight = h.metrics.inFlight.WithLabelValues(m.FQFN())
 	log := h.cfg.Logger.With("function", m.FQFN())
 	p, err := pool.Start(ctx, pool.Config{
 		Binary: bin,

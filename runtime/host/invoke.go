@@ -38,8 +38,8 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 	downstream := h.downstream(f)
 	var outputs [][]byte
 	start := time.Now()
-	h.metrics.inFlight.WithLabelValues(fqfn).Inc()
-	defer h.metrics.inFlight.WithLabelValues(fqfn).Dec()
+	f.inFlight.Inc()
+	defer f.inFlight.Dec()
 	var slot int
 	res, slot, err := f.pool.Invoke(ctx, req, func(e plugin.Event) error {
 		switch e.Kind {
@@ -53,17 +53,17 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 		return fn(e)
 	})
 	span.end(err, res, nil)
-	l := f.labels[slot]
-	h.metrics.onReceived(l)
+	sm := f.slots[slot]
+	sm.onReceived()
 	switch {
 	case err != nil:
-		h.metrics.onSystemException(l)
+		sm.onSystemException()
 		return res, err
 	case res.Kind != plugin.KindNone:
-		h.metrics.onUserException(l)
+		sm.onUserException()
 		return res, nil
 	}
-	h.metrics.onSuccess(l, time.Since(start))
+	sm.onSuccess(time.Since(start))
 	if len(downstream) > 0 {
 		h.chain(ctx, f, downstream, outputs)
 	}

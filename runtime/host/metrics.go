@@ -82,27 +82,53 @@ func (m *metrics) track(l *labels) {
 	m.mu.Unlock()
 }
 
-func (m *metrics) onReceived(l *labels) {
-	m.track(l)
-	m.received.WithLabelValues(l.values...).Inc()
-	m.received1m.WithLabelValues(l.values...).Inc()
-	m.lastInvocation.WithLabelValues(l.values...).Set(float64(time.Now().UnixMilli()))
+// slotMetrics are the per-input metrics of one pool slot.
+type slotMetrics struct {
+	received, processed, userExc, sysExc prometheus.Counter
+	received1m, processed1m              prometheus.Gauge
+	userExc1m, sysExc1m, lastInvocation  prometheus.Gauge
+	latency                              prometheus.Observer
 }
 
-func (m *metrics) onSuccess(l *labels, elapsed time.Duration) {
-	m.processed.WithLabelValues(l.values...).Inc()
-	m.processed1m.WithLabelValues(l.values...).Inc()
-	m.latency.WithLabelValues(l.values...).Observe(float64(elapsed) / float64(time.Millisecond))
+// newSlotMetrics looks up the children of l. They stay valid: the host never deletes a label
+// set, and resetWindows sets the same children to 0. The host tracks l's windows when it
+// creates the function.
+func newSlotMetrics(m *metrics, l *labels) *slotMetrics {
+	v := l.values
+	return &slotMetrics{
+		received:       m.received.WithLabelValues(v...),
+		processed:      m.processed.WithLabelValues(v...),
+		userExc:        m.userExc.WithLabelValues(v...),
+		sysExc:         m.sysExc.WithLabelValues(v...),
+		received1m:     m.received1m.WithLabelValues(v...),
+		processed1m:    m.processed1m.WithLabelValues(v...),
+		userExc1m:      m.userExc1m.WithLabelValues(v...),
+		sysExc1m:       m.sysExc1m.WithLabelValues(v...),
+		lastInvocation: m.lastInvocation.WithLabelValues(v...),
+		latency:        m.latency.WithLabelValues(v...),
+	}
 }
 
-func (m *metrics) onUserException(l *labels) {
-	m.userExc.WithLabelValues(l.values...).Inc()
-	m.userExc1m.WithLabelValues(l.values...).Inc()
+func (sm *slotMetrics) onReceived() {
+	sm.received.Inc()
+	sm.received1m.Inc()
+	sm.lastInvocation.Set(float64(time.Now().UnixMilli()))
 }
 
-func (m *metrics) onSystemException(l *labels) {
-	m.sysExc.WithLabelValues(l.values...).Inc()
-	m.sysExc1m.WithLabelValues(l.values...).Inc()
+func (sm *slotMetrics) onSuccess(elapsed time.Duration) {
+	sm.processed.Inc()
+	sm.processed1m.Inc()
+	sm.latency.Observe(float64(elapsed) / float64(time.Millisecond))
+}
+
+func (sm *slotMetrics) onUserException() {
+	sm.userExc.Inc()
+	sm.userExc1m.Inc()
+}
+
+func (sm *slotMetrics) onSystemException() {
+	sm.sysExc.Inc()
+	sm.sysExc1m.Inc()
 }
 
 func (m *metrics) onUserMetric(l *labels, name string, v float64) {
