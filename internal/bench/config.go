@@ -12,7 +12,7 @@ import (
 
 // Config is one benchmark run. fromEnv builds it from the environment:
 //
-//	BENCH_N                 messages per Pulsar throughput contender (default 20000, 100 to 1000000)
+//	BENCH_N                 messages per Pulsar throughput contender (default 100000, 100 to 1000000)
 //	BENCH_DURATION          length of each plugin load phase, a Go duration (default 3s, 100ms to 60s)
 //	BENCH_PULSAR_URL        broker service URL (default pulsar://127.0.0.1:6650)
 //	BENCH_PULSAR_ADMIN_URL  broker admin URL (default http://127.0.0.1:8080)
@@ -43,7 +43,7 @@ const (
 	minN, maxN             = 100, 1_000_000
 	minDuration            = 100 * time.Millisecond
 	maxDuration            = time.Minute
-	defaultN               = 20_000
+	defaultN               = 100_000
 	defaultDuration        = 3 * time.Second
 	defaultPulsarURL       = "pulsar://127.0.0.1:6650"
 	defaultPulsarAdminURL  = "http://127.0.0.1:8080"

@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/fnhost/fnhost/runtime/host"
 )
 
 func main() {
@@ -30,6 +32,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	// This process runs the host runtime (and the baselines): tune it as fnhost does.
+	host.SetGCPercent(os.Environ())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, cfg, os.Stdout, os.Stderr)
 	stop()
