@@ -26,7 +26,7 @@ type bench struct {
 	log    *slog.Logger
 	stderr io.Writer
 
-	echoBin, bareBin, fnhostBin string
+	echoBin, bareBin, fnhostBin, ginBin string
 }
 
 func (b *bench) progress(format string, args ...any) {
@@ -107,10 +107,12 @@ func (b *bench) build(ctx context.Context) error {
 	b.echoBin = filepath.Join(b.tmp, "echo")
 	b.bareBin = filepath.Join(b.tmp, "bareecho")
 	b.fnhostBin = filepath.Join(b.tmp, "fnhost")
+	b.ginBin = filepath.Join(b.tmp, "baregin")
 	for _, t := range []struct{ out, pkg string }{
 		{b.echoBin, "./functions/echo"},
 		{b.bareBin, "./internal/bench/bareecho"},
 		{b.fnhostBin, "./cmd/fnhost"},
+		{b.ginBin, "./internal/bench/baregin"},
 	} {
 		b.progress("building %s", t.pkg)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", t.out, t.pkg)

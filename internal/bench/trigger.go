@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -61,42 +60,22 @@ func trigSection(title string) *section {
 }
 
 // triggerEmbedded: `fnhost dev` (embedded mode, the echo binary) against a bare gin handler
-// that returns the request body, in this process.
+// that returns the request body. Each is a server process of its own, as a user deploys
+// them, driven by the same load generator in this process.
 func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 	sec := trigSection(fmt.Sprintf("trigger HTTP invoke, embedded (%d B echo)", payloadSize))
 	in := payload(0)
 
 	// The baseline: gin in release mode, no middleware, on a loopback listener.
-	gin.SetMode(gin.ReleaseMode)
-	eng := gin.New()
-	eng.POST("/function/:name", func(c *gin.Context) {
-		body, err := io.ReadAll(c.Request.Body)
-		if err != nil {
-			c.Status(http.StatusBadRequest)
-			return
-		}
-		c.Data(http.StatusOK, c.ContentType(), body)
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b.progress("trigger embedded: starting the bare gin server…")
+	baseURL, stopBase, err := b.startServer(ctx, "bare gin", exec.Command(b.ginBin))
 	if err != nil {
-		return nil, fmt.Errorf("%w: listening for the gin baseline: %w", errOperational, err)
+		return nil, fmt.Errorf("%w: %w", errOperational, err)
 	}
-	srv := &http.Server{Handler: eng, ReadHeaderTimeout: 10 * time.Second}
-	served := goTask(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-served.done
-	}()
+	defer stopBase()
 	baseClient := newHTTPClient()
 	defer baseClient.CloseIdleConnections()
-	base := httpEcho(baseClient, "http://"+ln.Addr().String()+"/function/echo", in)
+	base := httpEcho(baseClient, baseURL, in)
 
 	fail := func(err error) (*section, error) {
 		sec.note("fnhost dev: %v", err)
@@ -130,40 +109,17 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 		"--watch=false", "--manifests", dir, "--build-dir", filepath.Join(b.tmp, "trigger-build"),
 		"--pulsar-url=") // embedded, whatever FNHOST_PULSAR_URL says
 	cmd.Dir = b.root
-	stdout := &urlWatch{found: make(chan struct{})}
-	stderr := &tail{max: 4096}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%w: starting %s dev: %w", errOperational, b.fnhostBin, err)
-	}
-	proc := goTask(func() error {
-		if err := cmd.Wait(); err != nil {
-			return fmt.Errorf("fnhost dev: %w; stderr: %s", err, stderr)
-		}
-		return nil
-	})
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), processShutdownTimeout+5*time.Second)
-		defer cancel()
-		if err := stopProcess(stopCtx, cmd, proc); err != nil {
-			b.progress("warning: stopping fnhost dev: %v", err)
-		}
-	}()
-	startCtx, cancel := context.WithTimeout(ctx, trigStartTimeout)
-	defer cancel()
-	select {
-	case <-stdout.found:
-	case <-proc.done:
-		return fail(fmt.Errorf("exited before its functions ran: %w", proc.err))
-	case <-startCtx.Done():
+	fnURL, stopFn, err := b.startServer(ctx, "fnhost dev", cmd)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return fail(fmt.Errorf("no curl line within %s; stderr: %s", trigStartTimeout, stderr))
+		return fail(err)
 	}
+	defer stopFn()
 	fnClient := newHTTPClient()
 	defer fnClient.CloseIdleConnections()
-	fn := httpEcho(fnClient, stdout.url(), in)
+	fn := httpEcho(fnClient, fnURL, in)
 
 	b.progress("trigger embedded: latency, %d calls each, alternating with bare gin…", trigLatencyCalls)
 	lat, which, err := trigLatency(ctx, base, fn)
@@ -188,7 +144,7 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 		ratio(float64(lat[1][0])/float64(lat[0][0]))+" p50")
 	sec.add(fmt.Sprintf("fnhost dev echo, %d workers", trigWorkers), "", "", count(fRate),
 		ratio(fRate/bRate), "≥"+ratio(trigHTTPTarget), verdict(fRate >= trigHTTPTarget*bRate))
-	sec.note("fnhost dev is its own process (trigger + embedded runtime + echo plugin); gin, the load generator and the latency caller are in this process")
+	sec.note("each server is its own process: fnhost dev (trigger + embedded runtime + echo plugin) and the bare gin server; the load generator and the latency caller are in this process")
 	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers on keep-alive connections for %s",
 		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, b.cfg.Duration)
 	return sec, nil
@@ -572,6 +528,44 @@ func (rr *requestReply) close() {
 
 // urlWatch is `fnhost dev`'s stdout: it closes found at the printed curl line and keeps its
 // URL.
+// startServer starts cmd, a server that prints a curl line with its URL (as fnhost dev does),
+// and waits for that line, bounded by trigStartTimeout. stop ends the process.
+func (b *bench) startServer(ctx context.Context, name string, cmd *exec.Cmd) (url string, stop func(), err error) {
+	stdout := &urlWatch{found: make(chan struct{})}
+	stderr := &tail{max: 4096}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	proc := goTask(func() error {
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("%s: %w; stderr: %s", name, err, stderr)
+		}
+		return nil
+	})
+	stop = func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), processShutdownTimeout+5*time.Second)
+		defer cancel()
+		if err := stopProcess(stopCtx, cmd, proc); err != nil {
+			b.progress("warning: stopping %s: %v", name, err)
+		}
+	}
+	startCtx, cancel := context.WithTimeout(ctx, trigStartTimeout)
+	defer cancel()
+	select {
+	case <-stdout.found:
+		return stdout.url(), stop, nil
+	case <-proc.done:
+		return "", nil, fmt.Errorf("%s exited before serving: %w", name, proc.err)
+	case <-startCtx.Done():
+		stop()
+		if ctx.Err() != nil {
+			return "", nil, ctx.Err()
+		}
+		return "", nil, fmt.Errorf("%s: no curl line within %s; stderr: %s", name, trigStartTimeout, stderr)
+	}
+}
+
 type urlWatch struct {
 	found chan struct{}
 
