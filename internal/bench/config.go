@@ -48,7 +48,7 @@ const (
 	defaultPulsarURL       = "pulsar://127.0.0.1:6650"
 	defaultPulsarAdminURL  = "http://127.0.0.1:8080"
 	payloadSize            = 100 // bytes per message and per invocation
-	rounds                 = 3   // interleaved rounds of the throughput contenders
+	rounds                 = 5   // interleaved rounds of the throughput contenders
 	latencyRounds          = 5   // interleaved rounds of the latency measurement
 	latencyCalls           = 5_000
 	warmupCalls            = 500
