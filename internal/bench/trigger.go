@@ -128,14 +128,11 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 	} else if err != nil {
 		return fail(err)
 	}
-	b.progress("trigger embedded: bare gin, %d workers for %s…", trigWorkers, b.cfg.Duration)
-	bRate, err := load(ctx, b.cfg.Duration, trigWorkers, base)
-	if err != nil {
+	b.progress("trigger embedded: bare gin and fnhost dev, %d workers, %d alternating rounds of %s…", trigWorkers, trigLoadRounds, b.cfg.Duration)
+	bRate, fRate, which, err := b.alternatingLoad(ctx, base, fn)
+	if err != nil && which == 0 {
 		return nil, fmt.Errorf("%w: gin baseline load: %w", errOperational, err)
-	}
-	b.progress("trigger embedded: fnhost dev, %d workers for %s…", trigWorkers, b.cfg.Duration)
-	fRate, err := load(ctx, b.cfg.Duration, trigWorkers, fn)
-	if err != nil {
+	} else if err != nil {
 		return fail(err)
 	}
 	sec.add("baseline: bare gin handler, 1 caller", latDur(lat[0][0]), latDur(lat[0][1]))
@@ -145,8 +142,8 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 	sec.add(fmt.Sprintf("fnhost dev echo, %d workers", trigWorkers), "", "", count(fRate),
 		ratio(fRate/bRate), "≥"+ratio(trigHTTPTarget), verdict(fRate >= trigHTTPTarget*bRate))
 	sec.note("each server is its own process: fnhost dev (trigger + embedded runtime + echo plugin) and the bare gin server; the load generator and the latency caller are in this process")
-	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers on keep-alive connections for %s",
-		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, b.cfg.Duration)
+	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers on keep-alive connections, median of %d alternating rounds of %s",
+		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, trigLoadRounds, b.cfg.Duration)
 	return sec, nil
 }
 
@@ -275,14 +272,11 @@ func (b *bench) triggerPulsar(ctx context.Context) (*section, error) {
 	} else if err != nil {
 		return fail(err)
 	}
-	b.progress("trigger pulsar: bare request/reply, %d workers for %s…", trigWorkers, b.cfg.Duration)
-	bRate, err := load(ctx, b.cfg.Duration, trigWorkers, base)
-	if err != nil {
+	b.progress("trigger pulsar: bare request/reply and fnhost, %d workers, %d alternating rounds of %s…", trigWorkers, trigLoadRounds, b.cfg.Duration)
+	bRate, fRate, which, err := b.alternatingLoad(ctx, base, fn)
+	if err != nil && which == 0 {
 		return nil, fmt.Errorf("%w: bare request/reply load: %w", errOperational, err)
-	}
-	b.progress("trigger pulsar: fnhost, %d workers for %s…", trigWorkers, b.cfg.Duration)
-	fRate, err := load(ctx, b.cfg.Duration, trigWorkers, fn)
-	if err != nil {
+	} else if err != nil {
 		return fail(err)
 	}
 	p50 := float64(lat[1][0]) / float64(lat[0][0])
@@ -295,8 +289,8 @@ func (b *bench) triggerPulsar(ctx context.Context) (*section, error) {
 	sec.note("bare round trip: requests published with a reply-to and a correlation-id property (1 ms batching, as pulsarinvoke)," +
 		" a consumer→producer echo loop replying to reply-to (LZ4, 10 ms batching, as the host runtime), replies demultiplexed by correlation id")
 	sec.note("trigger, host runtime, bare loop and load generator all run in this process; fnhost's echo has no output topic, only reply-to")
-	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers for %s",
-		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, b.cfg.Duration)
+	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers, median of %d alternating rounds of %s",
+		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, trigLoadRounds, b.cfg.Duration)
 	return sec, nil
 }
 
@@ -528,6 +522,27 @@ func (rr *requestReply) close() {
 
 // urlWatch is `fnhost dev`'s stdout: it closes found at the printed curl line and keeps its
 // URL.
+// trigLoadRounds is how many alternating load rounds each trigger contender gets: one slow
+// spell of this shared machine then moves a median, not the whole figure.
+const trigLoadRounds = 3
+
+// alternatingLoad loads base and fn with trigWorkers workers in trigLoadRounds alternating
+// rounds of the configured duration, and returns the median rate of each. On an error, which
+// says whose load failed (0 base, 1 fn).
+func (b *bench) alternatingLoad(ctx context.Context, base, fn call) (bRate, fRate float64, which int, err error) {
+	var rates [2][]float64
+	for range trigLoadRounds {
+		for i, c := range []call{base, fn} {
+			r, err := load(ctx, b.cfg.Duration, trigWorkers, c)
+			if err != nil {
+				return 0, 0, i, err
+			}
+			rates[i] = append(rates[i], r)
+		}
+	}
+	return median(rates[0]), median(rates[1]), 0, nil
+}
+
 // startServer starts cmd, a server that prints a curl line with its URL (as fnhost dev does),
 // and waits for that line, bounded by trigStartTimeout. stop ends the process.
 func (b *bench) startServer(ctx context.Context, name string, cmd *exec.Cmd) (url string, stop func(), err error) {
