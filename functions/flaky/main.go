@@ -1,8 +1,9 @@
 // Command flaky is an example function that fails on purpose, to exercise retries and
 // dead-lettering: an input containing the marker (default "fail") is a user error every time
 // it is processed. An input containing "once" fails on its first delivery only, after
-// emitting a partial output: its retry succeeds, and a caller sees that the failed attempt's
-// output does not mix with the retry's. Any other input is returned unchanged.
+// emitting a partial output: where inputs are retried (through Pulsar, with maxMessageRetries)
+// its retry succeeds, and a caller sees that the failed attempt's output does not mix with the
+// retry's; embedded `fnhost dev` does not retry, so there it fails. Any other input is returned unchanged.
 //
 // userConfig:
 //
