@@ -127,7 +127,7 @@ func (s *Server) startAsync(c *gin.Context, fn Function, req *Request, callbackU
 		s.writeError(c, e)
 		return
 	}
-	j := s.journals.add(req.ID)
+	j := s.journals.add(req.ID, fn)
 	go s.runAsync(base, cancel, fn, req, rec, j, callbackURL)
 
 	loc := "/v1/invocations/" + req.ID

@@ -259,7 +259,10 @@ func TestAuthorizeRoutes(t *testing.T) {
 		{"read record", "read", "GET", record, true},
 		{"read record events", "read", "GET", record + "/events", true},
 		{"invoke does not read", "invoke:*", "GET", "/v1/functions", false},
-		{"invoke does not read records", "invoke:*", "GET", record, false},
+		{"invoke on the function reads its record", "invoke:*", "GET", record, true},
+		{"invoke on the function resumes its events", "invoke:public/default/echo", "GET", record + "/events", true},
+		{"invoke on another function does not read the record", "invoke:public/default/other", "GET", record, false},
+		{"invoke does not read unknown records", "invoke:*", "GET", "/v1/invocations/abcdefghijklmnopqrstuvwxyz", false},
 		{"read does not invoke", "read", "POST", shortEcho, false},
 		{"read:* is not read", "read:*", "GET", "/v1/functions", false},
 	}

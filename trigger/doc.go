@@ -60,6 +60,8 @@
 // and nbf, iat, iss and aud checked. The token's scopes grant routes:
 // invoke:<tenant>/<namespace>/<name> (a segment may be *; invoke:* grants all functions),
 // publish:<tenant>/<namespace>/<topic>, and read for the catalogue and invocation records.
+// An invocation's record and events are also open to the invoke scope of its function, so a
+// caller can fetch and resume what it started.
 // A missing or invalid token is 401 unauthenticated with WWW-Authenticate; a valid one
 // without the scope is 403 forbidden, naming the scope. /healthz, /readyz, /metrics and
 // /openapi.yaml stay open. With no tokens or JWT configured, auth is off, which New allows

@@ -273,7 +273,7 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 	defer cancel()
 	defer context.AfterFunc(s.detached, cancel)()
 
-	j := s.journals.add(req.ID)
+	j := s.journals.add(req.ID, fn)
 	st := newStreamer(m, c.Writer, req.ID, 0)
 	start := time.Now()
 	var n int64

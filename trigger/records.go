@@ -83,7 +83,7 @@ func (s *Server) journalFromRecord(c *gin.Context, id string) *journal {
 	if err != nil || !rec.Status.Final() {
 		return nil
 	}
-	j := &journal{id: id, maxEvts: len(rec.Outputs) + 1, maxBytes: 1<<63 - 1, change: make(chan struct{})}
+	j := &journal{id: id, fn: rec.Function, maxEvts: len(rec.Outputs) + 1, maxBytes: 1<<63 - 1, change: make(chan struct{})}
 	for _, o := range rec.Outputs {
 		j.append(o)
 	}

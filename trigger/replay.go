@@ -12,6 +12,7 @@ import (
 // invocation's emit, then finish), any number of readers.
 type journal struct {
 	id       string
+	fn       Function // the function invoked
 	maxEvts  int
 	maxBytes int64
 
@@ -115,8 +116,8 @@ func newJournals(cfg *Config) *journals {
 }
 
 // add starts the journal of invocation id, evicting the oldest journals over the limit.
-func (js *journals) add(id string) *journal {
-	j := &journal{id: id, maxEvts: js.maxEvts, maxBytes: js.maxBytes, change: make(chan struct{})}
+func (js *journals) add(id string, fn Function) *journal {
+	j := &journal{id: id, fn: fn, maxEvts: js.maxEvts, maxBytes: js.maxBytes, change: make(chan struct{})}
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	js.byID[id] = js.order.PushBack(j)

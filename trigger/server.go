@@ -98,8 +98,10 @@ func (s *Server) routes() *gin.Engine {
 	e.POST("/function/:name", invoke, s.handleInvoke)
 	e.GET("/v1/functions", read, s.handleFunctions)
 	e.GET("/v1/functions/:tenant/:namespace/:name", read, s.handleFunction)
-	e.GET("/v1/invocations/:id", read, s.handleRecord)
-	e.GET("/v1/invocations/:id/events", read, s.handleEvents)
+	// An invocation's record and events: read, or invoke on its function, so that a caller
+	// can fetch and resume what it started.
+	e.GET("/v1/invocations/:id", s.authorize(s.invocationScope), s.handleRecord)
+	e.GET("/v1/invocations/:id/events", s.authorize(s.invocationScope), s.handleEvents)
 	e.POST("/v1/topics/:tenant/:namespace/:topic", publish, s.handlePublish)
 	// Open: probes, metrics and the API description.
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })

@@ -38,7 +38,7 @@ func TestJournalWindow(t *testing.T) {
 	js := newJournals(&cfg)
 	now := time.Unix(1000, 0)
 	js.now = func() time.Time { return now }
-	j := js.add("a")
+	j := js.add("a", Function{})
 	for i := range 5 {
 		j.append(Output{Seq: int64(i), Payload: []byte("xx")})
 	}
@@ -54,12 +54,12 @@ func TestJournalWindow(t *testing.T) {
 	assert.Len(t, outs, 1)
 
 	j.finish(&streamEnd{Outputs: 6}, now)
-	js.add("b")
+	js.add("b", Function{})
 	assert.NotNil(t, js.get("a"))
 	now = now.Add(2 * time.Minute)
 	assert.Nil(t, js.get("a"), "expired after the TTL")
-	js.add("c")
-	js.add("d")
+	js.add("c", Function{})
+	js.add("d", Function{})
 	assert.Nil(t, js.get("b"), "evicted over the count limit")
 	assert.NotNil(t, js.get("d"))
 }
