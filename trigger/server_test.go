@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,14 +221,26 @@ func TestCatalogue(t *testing.T) {
 	assert.Contains(t, w.Body.String(), `"id":"acme/prod/enrich"`)
 }
 
+// fakePublisher records the last event published. Safe for concurrent use: parallel subtests
+// share one server.
 type fakePublisher struct {
+	mu    sync.Mutex
 	topic Topic
 	msg   Message
 }
 
 func (p *fakePublisher) Publish(_ context.Context, t Topic, m Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.topic, p.msg = t, m
 	return nil
+}
+
+// last returns the last event published.
+func (p *fakePublisher) last() (Topic, Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.topic, p.msg
 }
 
 func TestPublish(t *testing.T) {
@@ -237,8 +250,9 @@ func TestPublish(t *testing.T) {
 	w := do(s, http.MethodPost, "/v1/topics/acme/prod/clicks", "evt", map[string]string{"X-Message-Key": "k", "X-Message-Property-Src": "web"})
 	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
 	assert.JSONEq(t, `{"topic":"persistent://acme/prod/clicks"}`, w.Body.String())
-	assert.Equal(t, Topic{"acme", "prod", "clicks"}, p.topic)
-	assert.Equal(t, Message{Payload: []byte("evt"), Key: "k", Properties: map[string]string{"src": "web"}}, p.msg)
+	topic, msg := p.last()
+	assert.Equal(t, Topic{"acme", "prod", "clicks"}, topic)
+	assert.Equal(t, Message{Payload: []byte("evt"), Key: "k", Properties: map[string]string{"src": "web"}}, msg)
 }
 
 func TestHealthReadyMetrics(t *testing.T) {
