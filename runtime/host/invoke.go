@@ -35,6 +35,11 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 		req = &r
 	}
 	ctx, span := h.traceInvoke(ctx, fqfn, req)
+	if span.span != nil {
+		r := *req
+		r.Properties = span.forFunction(req.Properties)
+		req = &r
+	}
 	downstream := h.downstream(f)
 	var outputs [][]byte
 	start := time.Now()

@@ -361,7 +361,7 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		}
 	}
 	req := &plugin.Request{
-		Payload: msg.Payload(), Key: msg.Key(), OrderingKey: msg.OrderingKey(), Properties: props,
+		Payload: msg.Payload(), Key: msg.Key(), OrderingKey: msg.OrderingKey(), Properties: span.forFunction(props),
 		Topic: msg.Topic(), ProducerName: msg.ProducerName(), MessageID: serializeID(msg.ID()),
 		EventTime: msg.EventTime(), PublishTime: msg.PublishTime(), RedeliveryCount: msg.RedeliveryCount(),
 		Deadline: deadline,

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"maps"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"go.opentelemetry.io/otel/attribute"
@@ -64,6 +65,21 @@ func (s invocationSpan) propagate(props map[string]string) {
 		return
 	}
 	invocation.CopyTraceContext(props, s.in)
+}
+
+// forFunction returns the properties the function sees: props, with the span's trace context
+// when tracing is on, so that spans the function starts from its input's traceparent are
+// children of the invocation's span. props is not modified.
+func (s invocationSpan) forFunction(props map[string]string) map[string]string {
+	if s.span == nil {
+		return props
+	}
+	c := maps.Clone(props)
+	if c == nil {
+		c = make(map[string]string, 2)
+	}
+	tracing.Inject(s.ctx, c)
+	return c
 }
 
 // end ends the span with the invocation's outcome: err (not run), res (the function's
