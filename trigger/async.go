@@ -165,12 +165,20 @@ func (s *Server) runAsync(base context.Context, cancel context.CancelFunc, fn Fu
 		o.Seq = n
 		n++
 		j.append(o)
-		o.Seq = int64(len(rec.Outputs))
 		rec.Outputs = append(rec.Outputs, o)
 		return nil
 	}
 	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
+	attempt := 0
+	if len(rec.Outputs) > 0 {
+		attempt = rec.Outputs[0].Attempt
+	}
+	if err == nil && res.Attempt != attempt {
+		rec.Outputs, attempt = nil, res.Attempt // the retry that ended it emitted none
+	}
+	rec.Attempt = attempt
 	end := outcome(ctx, res, err, req.ID, int64(len(rec.Outputs)))
+	end.Attempt = attempt
 	cancelInvoke()
 	finished := time.Now()
 	j.finish(end, finished)

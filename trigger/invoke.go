@@ -217,6 +217,9 @@ func (s *Server) invokeSync(c *gin.Context, fn Function, req *Request) {
 		return nil
 	}
 	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
+	if err == nil && len(outs) > 0 && outs[0].Attempt != res.Attempt {
+		outs = nil // the retry that ended it emitted none: the failed attempt's are superseded
+	}
 	if err != nil || res.Err != nil {
 		end := outcome(ctx, res, err, req.ID, int64(len(outs)))
 		s.logFailure(c, fn, req.ID, err, end.Err)
@@ -276,11 +279,16 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 	j := s.journals.add(req.ID, fn)
 	st := newStreamer(m, c.Writer, req.ID, 0)
 	start := time.Now()
-	var n int64
+	var n, last int64 // outputs streamed; of them, the current attempt's
+	attempt := 0
 	var gone bool // the caller went away: outputs go to the journal only
 	emit := func(o Output) error {
+		if o.Attempt != attempt {
+			attempt, last = o.Attempt, 0
+		}
 		o.Seq = n
 		n++
+		last++
 		j.append(o)
 		if o.Seq == 0 {
 			s.metrics.observeFirstOutput(fn, time.Since(start))
@@ -296,7 +304,11 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 		return nil
 	}
 	res, err := s.cfg.Invoker.Invoke(ctx, fn, req, emit)
-	end := outcome(ctx, res, err, req.ID, n)
+	if err == nil && res.Attempt != attempt {
+		attempt, last = res.Attempt, 0 // the retry that ended it emitted none
+	}
+	end := outcome(ctx, res, err, req.ID, last)
+	end.Attempt = attempt
 	j.finish(end, time.Now())
 	if end.Err != nil {
 		s.logFailure(c, fn, req.ID, err, end.Err)

@@ -112,7 +112,9 @@ type Output struct {
 	Properties  map[string]string
 	ContentType string
 	// Seq is the output's position in its invocation: 0, 1, 2… The trigger numbers outputs in
-	// emit order and overwrites it, so an Invoker may leave it zero.
+	// emit order and overwrites it, so an Invoker may leave it zero. In streams and records it
+	// is the event id, so a retry's outputs go on after the failed attempt's; a synchronous
+	// answer holds one attempt and numbers it from 0.
 	Seq int64
 	// Attempt is the delivery of the input that produced the output: 0 the first, n its n-th
 	// retry. An Invoker that sees the function retried emits the retry's outputs with the
@@ -151,6 +153,9 @@ type Result struct {
 	Err *FunctionError
 	// Outputs is how many outputs the function emitted (informational; the trigger counts too).
 	Outputs int
+	// Attempt is the attempt that ended the invocation (see Output.Attempt). Outputs of
+	// another attempt are superseded, even when this one emitted none.
+	Attempt int
 }
 
 // FunctionInfo describes an invocable function for the catalogue routes.

@@ -84,10 +84,18 @@ func (s *Server) journalFromRecord(c *gin.Context, id string) *journal {
 		return nil
 	}
 	j := &journal{id: id, fn: rec.Function, maxEvts: len(rec.Outputs) + 1, maxBytes: 1<<63 - 1, change: make(chan struct{})}
+	if len(rec.Outputs) > 0 {
+		// The record holds the last attempt's outputs, numbered as the live stream did: what
+		// came before them was a failed attempt's, superseded.
+		j.base, j.superseded = rec.Outputs[0].Seq, rec.Outputs[0].Seq
+	}
+	if rec.Attempt > 0 {
+		j.dropped = -1 // the failed attempts' outputs are not here: a resume among them restarts
+	}
 	for _, o := range rec.Outputs {
 		j.append(o)
 	}
-	end := &streamEnd{Outputs: int64(len(rec.Outputs))}
+	end := &streamEnd{Outputs: int64(len(rec.Outputs)), Attempt: rec.Attempt}
 	if rec.Error != nil {
 		status := http.StatusBadGateway
 		if rec.Status == StatusTimedOut {

@@ -18,7 +18,10 @@ type journal struct {
 
 	mu     sync.Mutex
 	events []Output // contiguous seqs: events[i].Seq == base+i
-	base   int64    // seq of events[0]; outputs below it were dropped
+	base   int64    // seq of events[0]; outputs below it were dropped (or superseded)
+	// superseded: the outputs below it belong to failed attempts and are not replayed; a
+	// resume from before it is not "too late". 0 for a live journal.
+	superseded int64
 	// dropped is the attempt of the last dropped output (events[0]'s predecessor).
 	dropped int
 	next    int64 // seq of the next output
@@ -30,8 +33,11 @@ type journal struct {
 
 // streamEnd is how a stream ends: Err nil for success.
 type streamEnd struct {
-	Outputs int64
+	Outputs int64 // of the attempt that ended the invocation
 	Err     *apiError
+	// Attempt is the attempt that ended the invocation: a stream whose last outputs are of
+	// another one announces the restart before the end.
+	Attempt int
 }
 
 func (j *journal) append(o Output) {
@@ -68,32 +74,35 @@ func (j *journal) finish(end *streamEnd, now time.Time) {
 func (j *journal) since(after int64) (outs []Output, end *streamEnd, change <-chan struct{}, ok bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if after+1 < j.base {
+	if after+1 < j.base && j.base > j.superseded {
 		return nil, nil, nil, false
 	}
+	after = max(after, j.base-1)
 	if from := after + 1 - j.base; from < int64(len(j.events)) {
 		outs = append([]Output(nil), j.events[from:]...)
 	}
 	return outs, j.end, j.change, true
 }
 
-// attemptAt returns the attempt of output seq (-1: before the first output, attempt 0), as far
-// as the journal still knows it; a resumed stream starts from it, so it marks only the
-// restarts its caller has not seen.
+// attemptAt returns the attempt of output seq (-1: before the first output), as far as the
+// journal still knows it; a resumed stream starts from it, so it marks only the restarts its
+// caller has not seen. -1 means unknown: the stream then marks a restart before what follows.
 func (j *journal) attemptAt(seq int64) int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	switch i := seq - j.base; {
+	case seq < 0 && j.superseded > 0 && len(j.events) > 0:
+		return j.events[0].Attempt // nothing seen, and failed attempts are not replayed
 	case seq < 0:
 		return 0
 	case i >= 0 && i < int64(len(j.events)):
 		return j.events[i].Attempt
-	case i == -1:
+	case i < 0:
 		return j.dropped
-	case i >= int64(len(j.events)) && len(j.events) > 0:
+	case len(j.events) > 0:
 		return j.events[len(j.events)-1].Attempt
 	default:
-		return 0
+		return j.dropped
 	}
 }
 

@@ -35,8 +35,12 @@ type Invocation struct {
 	Function Function `json:"function"`
 	Status   Status   `json:"status"`
 	// Outputs are the outputs so far (all of them once Status is final), at most
-	// Config.MaxOutputBytes of payload.
+	// Config.MaxOutputBytes of payload: those of the function's last attempt only. Their Seq is
+	// their event id, as GET /v1/invocations/{id}/events numbers them: a retry's outputs go on
+	// after the ids of the failed attempt's.
 	Outputs []Output `json:"outputs"`
+	// Attempt is the attempt that ended the invocation (0 unless the function was retried).
+	Attempt int `json:"attempt,omitempty"`
 	// Error is set when Status is failed or timed_out.
 	Error      *ErrorInfo `json:"error,omitempty"`
 	AcceptedAt time.Time  `json:"accepted_at"`

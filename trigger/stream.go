@@ -93,6 +93,10 @@ func writeSSEOutput(b *bytes.Buffer, o Output) {
 
 func (s *sseStreamer) end(e *streamEnd) error {
 	s.buf.Reset()
+	if e.Attempt != s.attempt {
+		s.attempt = e.Attempt
+		fmt.Fprintf(&s.buf, "event: restart\ndata: {\"invocation_id\":%q,\"attempt\":%d}\n\n", s.id, e.Attempt)
+	}
 	if e.Err != nil {
 		s.buf.WriteString("event: error\ndata: ")
 		body, err := json.Marshal(e.Err)
@@ -161,6 +165,12 @@ func (s *ndjsonStreamer) output(o Output) error {
 }
 
 func (s *ndjsonStreamer) end(e *streamEnd) error {
+	if e.Attempt != s.attempt {
+		s.attempt = e.Attempt
+		if err := s.line(ndjsonRestart{Restart: true, InvocationID: s.id, Attempt: e.Attempt}); err != nil {
+			return err
+		}
+	}
 	return s.line(ndjsonEnd{Done: true, InvocationID: s.id, Outputs: e.Outputs, Error: e.Err})
 }
 

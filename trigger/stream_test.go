@@ -202,8 +202,6 @@ func TestResumeFollowsLive(t *testing.T) {
 	assert.Equal(t, "done", ev.event)
 }
 
-// TestDisconnectCancels: a caller leaving mid-stream cancels the invocation's ctx, and the
-// server keeps no goroutine for it.
 // TestDisconnectDetaches: a streaming caller that goes away does not cancel the invocation;
 // it runs on, and a resume gets exactly what the caller missed.
 func TestDisconnectDetaches(t *testing.T) { // not parallel: it counts goroutines

@@ -220,7 +220,7 @@ func (inv *Invoker) wait(ctx context.Context, fn trigger.Function, req *trigger.
 			if !r.final {
 				continue
 			}
-			res := trigger.Result{Outputs: n}
+			res := trigger.Result{Outputs: n, Attempt: r.attempt}
 			if r.errText != "" {
 				kind := trigger.KindUser
 				// A function that fails once the deadline has passed failed because of it.
