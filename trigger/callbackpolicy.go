@@ -84,10 +84,13 @@ func hostPattern(s string) bool {
 
 // newCallbackPolicy builds the policy of a defaulted, valid cfg and the client that sends
 // callbacks through it.
-func newCallbackPolicy(cfg *Config) *callbackPolicy {
+// Loopback is allowed only for local development: the trigger listens on loopback and
+// authenticates nobody. Behind a proxy on the same host, with auth on, loopback callbacks
+// would reach every local port (the Pulsar admin API, the trigger itself).
+func newCallbackPolicy(cfg *Config, authOff bool) *callbackPolicy {
 	nets, hosts, _ := parseCallbackAllow(cfg.CallbackAllow) // Validate reported any error
 	p := &callbackPolicy{nets: nets, hosts: hosts, lookup: net.DefaultResolver.LookupNetIP, lookupTimeout: cfg.CallbackTimeout}
-	p.loopback.Store(loopback(cfg.Addr))
+	p.loopback.Store(loopback(cfg.Addr) && authOff)
 	p.client = p.guard(cfg.Client)
 	return p
 }
@@ -98,6 +101,9 @@ func newCallbackPolicy(cfg *Config) *callbackPolicy {
 // check.
 func (p *callbackPolicy) guard(c *http.Client) *http.Client {
 	g := *c
+	// A redirect is not followed: it would re-post the signed body to a destination the
+	// request-time check never saw. The 3xx is the delivery's answer (a failure).
+	g.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	var t *http.Transport
 	switch rt := c.Transport.(type) {
 	case nil:
@@ -197,7 +203,7 @@ func nonPublic(ip netip.Addr) string {
 	case ip.IsUnspecified():
 		return "the unspecified address"
 	case ip.IsLoopback():
-		return "a loopback address (allowed only while the trigger listens on loopback)"
+		return "a loopback address (allowed only while the trigger listens on loopback without authentication)"
 	case ip.IsLinkLocalUnicast():
 		return "a link-local address (cloud metadata services live there)"
 	case ip.IsMulticast():

@@ -118,7 +118,7 @@ func TestCallbackDialerChecksTheDialledAddress(t *testing.T) {
 		return err
 	}
 	policy := func(addr string, allow ...string) *callbackPolicy {
-		return newCallbackPolicy(&Config{Addr: addr, CallbackAllow: allow, Client: &http.Client{}})
+		return newCallbackPolicy(&Config{Addr: addr, CallbackAllow: allow, Client: &http.Client{}}, true)
 	}
 
 	off := policy("0.0.0.0:8088") // not on loopback: loopback callbacks refused
@@ -130,10 +130,37 @@ func TestCallbackDialerChecksTheDialledAddress(t *testing.T) {
 	}
 	assert.Zero(t, hits.Load(), "a refused callback must not connect")
 
+	authOn := newCallbackPolicy(&Config{Addr: "127.0.0.1:8088", Client: &http.Client{}}, false)
+	assert.ErrorIs(t, post(authOn, hook.URL), errCallbackRefused, "on loopback with authentication: not local development")
+	assert.Zero(t, hits.Load(), "a refused callback must not connect")
+
 	require.NoError(t, post(policy("127.0.0.1:8088"), hook.URL)) // on loopback: local development
 	require.NoError(t, post(policy("0.0.0.0:8088", "127.0.0.0/8"), hook.URL))
 	require.NoError(t, post(policy("0.0.0.0:8088", "localhost"), "http://localhost:"+itoa(port)))
 	assert.Equal(t, int32(3), hits.Load())
+}
+
+// TestCallbackRedirectNotFollowed: a callback answered with a redirect is not re-posted to the
+// redirect's target, which the request-time check never saw.
+func TestCallbackRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	var followed atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { followed.Add(1) }))
+	t.Cleanup(target.Close)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(hook.Close)
+	p := newCallbackPolicy(&Config{Addr: "127.0.0.1:8088", Client: &http.Client{}}, true)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.URL, strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp, err := p.client.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode)
+	assert.Zero(t, followed.Load())
 }
 
 // TestCallbackRebindingRefusedAtConnect: a name that resolved to a public address when the

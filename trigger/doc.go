@@ -72,7 +72,8 @@
 //
 // X-Callback-Url is restricted against server-side request forgery (Config.CallbackAllow):
 // by default a callback may go only to public unicast addresses, and to loopback while the
-// trigger listens on loopback. Private, link-local (cloud metadata), shared, multicast,
+// trigger listens on loopback without authentication (local development). Redirects are not
+// followed. Private, link-local (cloud metadata), shared, multicast,
 // unspecified and reserved addresses are refused unless allowed by IP, CIDR or host name. The
 // URL's host is checked when the request comes (400 invalid_callback_url naming why), and the
 // address every callback connects to is checked again by the client's dialer, so a name that

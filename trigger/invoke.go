@@ -272,6 +272,8 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 		return
 	}
 	defer s.release()
+	s.streams.add()
+	defer s.streams.done()
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(c.Request.Context()), req.Deadline)
 	defer cancel()
 	defer context.AfterFunc(s.detached, cancel)()

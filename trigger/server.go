@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,48 @@ type Server struct {
 	// invokeStream); cancelled when shutdown reaches its bound.
 	detached       context.Context
 	cancelDetached context.CancelFunc
+	streams        running // streamed invocations in flight
+}
+
+// running counts tasks in flight and lets Shutdown wait, bounded, until none is left.
+type running struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (r *running) add() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == 0 {
+		r.idle = make(chan struct{})
+	}
+	r.n++
+}
+
+func (r *running) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n--; r.n == 0 {
+		close(r.idle)
+		r.idle = nil
+	}
+}
+
+// wait returns when nothing runs, or with ctx's error when ctx ends first.
+func (r *running) wait(ctx context.Context) error {
+	r.mu.Lock()
+	idle := r.idle
+	r.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // New checks cfg and builds the server and its routes. It does not listen.
@@ -62,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: cfg.Store, journals: newJournals(&cfg),
 		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
-		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg),
+		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg, newAuthenticator(cfg.Auth) == nil),
 	}
 	s.detached, s.cancelDetached = context.WithCancel(context.Background())
 	if s.store == nil {
@@ -218,14 +261,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Shutdown marks the server not ready, refuses new async invocations and waits for the
-// running ones (and their callbacks) until ctx is done; then it cancels them, waits a short
-// grace for them to record their end, and returns an error naming how many were cut.
+// running ones (and their callbacks) and for the streamed invocations (whose callers may have
+// left) until ctx is done; then it cancels them, waits a short grace for them to record their
+// end, and returns an error naming how many were cut.
 // Use it when serving through Handler; Serve calls it itself. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
-	err := s.async.wait(ctx)
+	err := errors.Join(s.async.wait(ctx), s.streams.wait(ctx))
 	if err == nil {
-		s.cancelDetached() // nothing left to run on: release the context
+		s.cancelDetached() // nothing runs on it any more: release it
 		return nil
 	}
 	n := s.async.running()
@@ -233,10 +277,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancelDetached()
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
 	defer cancel()
-	if werr := s.async.wait(grace); werr != nil {
-		return fmt.Errorf("trigger: %d async invocations still running after cancel: %w", s.async.running(), werr)
+	if werr := errors.Join(s.async.wait(grace), s.streams.wait(grace)); werr != nil {
+		return fmt.Errorf("trigger: %d async invocations or streams still running after cancel: %w", s.async.running(), werr)
 	}
-	return fmt.Errorf("trigger: cancelled %d async invocations at the shutdown bound: %w", n, err)
+	return fmt.Errorf("trigger: cancelled %d async invocations and the streams still running at the shutdown bound: %w", n, err)
 }
 
 // cancelGrace is how long Shutdown waits for cancelled async invocations to wind up.

@@ -299,3 +299,36 @@ func waitGoroutines(t testing.TB, n int) {
 		}
 	}
 }
+
+// TestShutdownWaitsForDetachedStreams: within the shutdown bound, a stream whose caller left
+// runs to its end; Shutdown returns once it has.
+func TestShutdownWaitsForDetachedStreams(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	g := newGate()
+	f.set("gated", g.fn)
+	s := newServer(t, f, nil)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/function/gated", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close() // the caller leaves at once; nothing to check
+		}
+	}()
+	recv(t, g.started, "invocation start")
+	cancel()
+	shut := make(chan error, 1)
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), wait)
+		defer scancel()
+		shut <- s.Shutdown(sctx)
+	}()
+	g.send(t, "after the caller left")
+	close(g.out)
+	assert.NoError(t, recv(t, g.ended, "invocation end"), "not cancelled")
+	assert.NoError(t, recv(t, shut, "shutdown"))
+}

@@ -201,10 +201,20 @@ func (r *runner) pull(ctx context.Context) {
 	for {
 		msg, err := r.consumer.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			var perr *pulsar.Error
+			if ctx.Err() != nil || (errors.As(err, &perr) && perr.Result() == pulsar.ConsumerClosed) {
 				return
 			}
+			// Receive fails only when closed or cancelled today; should that change, a lane
+			// must not spin on an error that repeats.
 			r.log.Warn("receiving", "err", err)
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
 		r.process(r.work, msg)
@@ -374,6 +384,9 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 		err   error
 	)
 	for attempt := 0; ; attempt++ {
+		// An EFFECTIVELY_ONCE rerun (below) is another attempt: its replies must not splice
+		// into the dead run's.
+		ireq.Attempt = int(msg.RedeliveryCount()) + attempt
 		out = r.newOutputs(msg, ireq)
 		span.propagate(out.base)
 		res, slot, err = r.f.pool.Invoke(ctx, req, func(e plugin.Event) error {
