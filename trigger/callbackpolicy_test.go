@@ -63,6 +63,10 @@ func TestCallbackPolicyCheck(t *testing.T) {
 		{"", "255.255.255.255", false, "broadcast"},
 		{"", "2002:a00:1::1", false, "embedding 10.0.0.1"},
 		{"", "64:ff9b::7f00:1", false, "embedding 127.0.0.1"},
+		{"", "::a00:1", false, "IPv4-compatible"},
+		{"", "64:ff9b:1::a00:1", false, "local-use NAT64"},
+		{"", "2001::1", false, "Teredo"},
+		{"", "2001:db8::1", false, "documentation"},
 		{"", "10.1.2.3", false, ""},                     // CIDR allowed
 		{"", "fd12::7", false, ""},                      // single address allowed
 		{"", "fd12::8", false, "private"},               // its neighbour is not
