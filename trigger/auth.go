@@ -559,6 +559,12 @@ func (s *Server) authorize(scope func(c *gin.Context) string) gin.HandlerFunc {
 				}
 			}
 		}
+		if v, ok := c.Get(keyScopeUnknown); ok { // the alternative could not be looked up
+			e := newAPIError(http.StatusServiceUnavailable, codeUnavailable, "checking the token's scopes: %v", v)
+			e.retryAfter = true
+			s.writeError(c, e)
+			return
+		}
 		s.log.Debug("request forbidden", "method", c.Request.Method, "path", c.Request.URL.Path, "scope", need)
 		s.writeError(c, newAPIError(http.StatusForbidden, codeForbidden, "the token does not grant scope %q", need))
 	}
@@ -581,8 +587,12 @@ func publishScope(c *gin.Context) string {
 // readScope is the scope of the catalogue.
 func readScope(*gin.Context) string { return scopeRead }
 
-// keyAltScope is the gin context key of a second scope that also opens a route.
-const keyAltScope = "fnhost.alt_scope"
+// keyAltScope is the gin context key of a second scope that also opens a route;
+// keyScopeUnknown holds the error that kept it from being known.
+const (
+	keyAltScope     = "fnhost.alt_scope"
+	keyScopeUnknown = "fnhost.scope_unknown"
+)
 
 // invocationScope is the scope of an invocation's record and events: read; or, as the
 // alternative authorize also accepts, invoke on the invocation's function, looked up in the
@@ -597,6 +607,8 @@ func (s *Server) invocationScope(c *gin.Context) string {
 		fn = j.fn
 	} else if rec, err := s.store.Get(c.Request.Context(), id); err == nil {
 		fn = rec.Function
+	} else if !errors.Is(err, ErrInvocationNotFound) {
+		c.Set(keyScopeUnknown, err) // a store failure is 503, not 403
 	}
 	if fn.Name != "" {
 		c.Set(keyAltScope, "invoke:"+fn.String())

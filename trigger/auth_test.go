@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -527,4 +528,26 @@ func TestServeDisabledNonLoopbackWarns(t *testing.T) {
 	cancel()
 	require.NoError(t, s.Serve(ctx, ln))
 	assert.Equal(t, 1, strings.Count(logs.String(), "authentication disabled on a non-loopback address"), logs.String())
+}
+
+// downStore is an InvocationStore that cannot be read.
+type downStore struct{}
+
+func (downStore) Put(context.Context, Invocation) error { return errors.New("store down") }
+func (downStore) Get(context.Context, string) (Invocation, error) {
+	return Invocation{}, errors.New("store down")
+}
+
+// TestInvocationScopeStoreDown: when the store cannot say whose an invocation is, a caller
+// with only an invoke scope gets 503 (retry later), not 403.
+func TestInvocationScopeStoreDown(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, newFake(), func(c *Config) {
+		c.Store = downStore{}
+		c.Auth.JWT = &JWTConfig{HS256Secret: testSecret}
+	})
+	path := "/v1/invocations/abcdefghijklmnopqrstuvwxyz"
+	w := do(s, http.MethodGet, path, "", bearer(signJWT(t, "HS256", testSecret, claims("invoke:*", nil))))
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+	assert.NotEmpty(t, w.Header().Get("Retry-After"))
 }
