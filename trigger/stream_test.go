@@ -256,10 +256,10 @@ func TestDisconnectDetaches(t *testing.T) { // not parallel: it counts goroutine
 	waitGoroutines(t, baseline)
 }
 
-// TestShutdownCancelsDetachedStreams: past the shutdown bound, a stream whose caller left is
-// cancelled rather than left running.
-func TestShutdownCancelsDetachedStreams(t *testing.T) {
-	t.Parallel()
+// leftStream starts a streamed invocation of a gated function over HTTP whose caller leaves
+// at once, and returns the server and the gate once the invocation runs.
+func leftStream(t *testing.T) (*Server, *gate) {
+	t.Helper()
 	f := newFake()
 	g := newGate()
 	f.set("gated", g.fn)
@@ -277,6 +277,14 @@ func TestShutdownCancelsDetachedStreams(t *testing.T) {
 	}()
 	recv(t, g.started, "invocation start")
 	cancel()
+	return s, g
+}
+
+// TestShutdownCancelsDetachedStreams: past the shutdown bound, a stream whose caller left is
+// cancelled rather than left running.
+func TestShutdownCancelsDetachedStreams(t *testing.T) {
+	t.Parallel()
+	s, g := leftStream(t)
 	sctx, scancel := context.WithCancel(t.Context())
 	scancel()            // the bound has passed already
 	_ = s.Shutdown(sctx) // no async invocations: its error only says the bound passed
@@ -304,23 +312,7 @@ func waitGoroutines(t testing.TB, n int) {
 // runs to its end; Shutdown returns once it has.
 func TestShutdownWaitsForDetachedStreams(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithCancel(t.Context())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/function/gated", nil)
-	require.NoError(t, err)
-	req.Header.Set("Accept", "text/event-stream")
-	go func() {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close() // the caller leaves at once; nothing to check
-		}
-	}()
-	recv(t, g.started, "invocation start")
-	cancel()
+	s, g := leftStream(t)
 	shut := make(chan error, 1)
 	go func() {
 		sctx, scancel := context.WithTimeout(context.Background(), wait)
