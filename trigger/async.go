@@ -17,9 +17,10 @@ var (
 	errAsyncClosed = errors.New("trigger: shutting down")
 )
 
-// asyncGroup owns the goroutines of async invocations: it bounds their number, cancels them
-// all on a hard stop and lets shutdown wait for them.
-type asyncGroup struct {
+// taskGroup owns invocations that outlive their HTTP request: async invocations, and streamed
+// ones whose caller may leave. It bounds their number, cancels them all on a hard stop and
+// lets shutdown wait for them.
+type taskGroup struct {
 	limit int
 
 	mu      sync.Mutex
@@ -28,12 +29,12 @@ type asyncGroup struct {
 	idle    chan struct{} // made by close; closed when closed and nothing runs
 }
 
-func newAsyncGroup(limit int) *asyncGroup {
-	return &asyncGroup{limit: limit, cancels: map[string]context.CancelFunc{}}
+func newTaskGroup(limit int) *taskGroup {
+	return &taskGroup{limit: limit, cancels: map[string]context.CancelFunc{}}
 }
 
 // start registers invocation id, whose goroutine the caller starts next and which calls done.
-func (g *asyncGroup) start(id string, cancel context.CancelFunc) error {
+func (g *taskGroup) start(id string, cancel context.CancelFunc) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
@@ -46,7 +47,7 @@ func (g *asyncGroup) start(id string, cancel context.CancelFunc) error {
 	return nil
 }
 
-func (g *asyncGroup) done(id string) {
+func (g *taskGroup) done(id string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.cancels, id)
@@ -55,14 +56,14 @@ func (g *asyncGroup) done(id string) {
 	}
 }
 
-func (g *asyncGroup) running() int {
+func (g *taskGroup) running() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.cancels)
 }
 
 // close refuses new invocations; it is idempotent.
-func (g *asyncGroup) close() {
+func (g *taskGroup) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.closed {
@@ -74,7 +75,7 @@ func (g *asyncGroup) close() {
 }
 
 // wait returns when every invocation has finished, or ctx's error.
-func (g *asyncGroup) wait(ctx context.Context) error {
+func (g *taskGroup) wait(ctx context.Context) error {
 	g.close()
 	select {
 	case <-g.idle:
@@ -85,7 +86,7 @@ func (g *asyncGroup) wait(ctx context.Context) error {
 }
 
 // cancelAll cancels every running invocation (and its callback delivery).
-func (g *asyncGroup) cancelAll() {
+func (g *taskGroup) cancelAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, cancel := range g.cancels {
@@ -102,7 +103,7 @@ func closeOnce(ch chan struct{}) {
 }
 
 // startAsync answers 202 and runs the invocation in a goroutine owned by the server's
-// asyncGroup. It keeps the record in the store, the outputs in the replay buffer (for GET
+// taskGroup. It keeps the record in the store, the outputs in the replay buffer (for GET
 // /v1/invocations/{id}/events) and delivers the callback, if any.
 func (s *Server) startAsync(c *gin.Context, fn Function, req *Request, callbackURL string) {
 	// The invocation outlives the HTTP request: keep the request's values, not its cancellation.

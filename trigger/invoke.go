@@ -272,11 +272,15 @@ func (s *Server) invokeStream(c *gin.Context, fn Function, req *Request, m mode)
 		return
 	}
 	defer s.release()
-	s.streams.add()
-	defer s.streams.done()
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(c.Request.Context()), req.Deadline)
 	defer cancel()
-	defer context.AfterFunc(s.detached, cancel)()
+	if err := s.streams.start(req.ID, cancel); err != nil {
+		e := newAPIError(http.StatusServiceUnavailable, codeUnavailable, "%v", err)
+		e.retryAfter, e.InvocationID = true, req.ID
+		s.writeError(c, e)
+		return
+	}
+	defer s.streams.done(req.ID)
 
 	j := s.journals.add(req.ID, fn)
 	st := newStreamer(m, c.Writer, req.ID, 0)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,58 +35,15 @@ type Server struct {
 	store    InvocationStore
 	journals *journals
 	slots    chan struct{} // one token per sync or streaming invocation in flight
-	async    *asyncGroup
+	async    *taskGroup
 	metrics  *metrics
 	auth     *authenticator // nil: authentication off
 	tracer   trace.Tracer   // nil: tracing off
 	callback *callbackPolicy
 	stopping atomic.Bool
-	// detached is the parent of streamed invocations, which outlive a caller that drops (see
-	// invokeStream); cancelled when shutdown reaches its bound.
-	detached       context.Context
-	cancelDetached context.CancelFunc
-	streams        running // streamed invocations in flight
-}
-
-// running counts tasks in flight and lets Shutdown wait, bounded, until none is left.
-type running struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0; nil while n is 0
-}
-
-func (r *running) add() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n == 0 {
-		r.idle = make(chan struct{})
-	}
-	r.n++
-}
-
-func (r *running) done() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n--; r.n == 0 {
-		close(r.idle)
-		r.idle = nil
-	}
-}
-
-// wait returns when nothing runs, or with ctx's error when ctx ends first.
-func (r *running) wait(ctx context.Context) error {
-	r.mu.Lock()
-	idle := r.idle
-	r.mu.Unlock()
-	if idle == nil {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// streams are the streamed invocations, which outlive a caller that drops (see
+	// invokeStream); bounded by the slots already.
+	streams *taskGroup
 }
 
 // New checks cfg and builds the server and its routes. It does not listen.
@@ -104,10 +60,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: cfg.Store, journals: newJournals(&cfg),
-		slots: make(chan struct{}, cfg.MaxConcurrent), async: newAsyncGroup(cfg.MaxAsync),
+		slots: make(chan struct{}, cfg.MaxConcurrent), async: newTaskGroup(cfg.MaxAsync),
 		auth: newAuthenticator(cfg.Auth), callback: newCallbackPolicy(&cfg, newAuthenticator(cfg.Auth) == nil),
 	}
-	s.detached, s.cancelDetached = context.WithCancel(context.Background())
+	s.streams = newTaskGroup(cfg.MaxConcurrent)
 	if s.store == nil {
 		s.store = NewMemoryStore(cfg.RecordLimit, cfg.RecordTTL)
 	}
@@ -245,7 +201,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("trigger: in-flight requests at the shutdown bound %s: %w", s.cfg.ShutdownTimeout, err))
-		s.cancelDetached()
+		s.streams.cancelAll()
 		if cerr := srv.Close(); cerr != nil {
 			errs = append(errs, fmt.Errorf("trigger: closing connections: %w", cerr))
 		}
@@ -260,27 +216,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// Shutdown marks the server not ready, refuses new async invocations and waits for the
-// running ones (and their callbacks) and for the streamed invocations (whose callers may have
+// Shutdown marks the server not ready, refuses new async and streamed invocations and waits
+// for the running ones (async ones with their callbacks; streamed ones whose callers may have
 // left) until ctx is done; then it cancels them, waits a short grace for them to record their
 // end, and returns an error naming how many were cut.
 // Use it when serving through Handler; Serve calls it itself. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
-	err := errors.Join(s.async.wait(ctx), s.streams.wait(ctx))
+	err := s.waitTasks(ctx)
 	if err == nil {
-		s.cancelDetached() // nothing runs on it any more: release it
 		return nil
 	}
-	n := s.async.running()
+	na, ns := s.async.running(), s.streams.running()
 	s.async.cancelAll()
-	s.cancelDetached()
+	s.streams.cancelAll()
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
 	defer cancel()
-	if werr := errors.Join(s.async.wait(grace), s.streams.wait(grace)); werr != nil {
-		return fmt.Errorf("trigger: %d async invocations or streams still running after cancel: %w", s.async.running(), werr)
+	if werr := s.waitTasks(grace); werr != nil {
+		return fmt.Errorf("trigger: %d async invocations and %d streams still running after cancel: %w",
+			s.async.running(), s.streams.running(), werr)
 	}
-	return fmt.Errorf("trigger: cancelled %d async invocations and the streams still running at the shutdown bound: %w", n, err)
+	return fmt.Errorf("trigger: cancelled %d async invocations and %d streams at the shutdown bound: %w", na, ns, err)
+}
+
+// waitTasks waits, until ctx is done, for the async and streamed invocations to end.
+func (s *Server) waitTasks(ctx context.Context) error {
+	if err := s.async.wait(ctx); err != nil {
+		return err
+	}
+	return s.streams.wait(ctx)
 }
 
 // cancelGrace is how long Shutdown waits for cancelled async invocations to wind up.
