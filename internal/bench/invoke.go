@@ -147,20 +147,26 @@ func (b *bench) invoke(ctx context.Context, mem *memory) (*section, error) {
 // in latencyRounds rounds that alternate between them, and returns each one's median and 99th
 // percentile. On error, which is the index of the call that failed. It is bounded to a minute.
 func latency(ctx context.Context, calls ...call) (lat [][2]time.Duration, which int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return alternatingLatency(ctx, time.Minute, warmupCalls, latencyCalls, latencyRounds, calls...)
+}
+
+// alternatingLatency warms each of calls up with warmup calls, then makes n sequential calls
+// of each in rounds that alternate between them, and returns each one's median and 99th
+// percentile. On error, which is the index of the call that failed. bound bounds it all.
+func alternatingLatency(ctx context.Context, bound time.Duration, warmup, n, rounds int, calls ...call) (lat [][2]time.Duration, which int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	for i, c := range calls {
-		for range warmupCalls {
+		for range warmup {
 			if err := c(ctx); err != nil {
 				return nil, i, err
 			}
 		}
 	}
 	samples := make([][]time.Duration, len(calls))
-	perRound := latencyCalls / latencyRounds
-	for range latencyRounds {
+	for range rounds {
 		for i, c := range calls {
-			for range perRound {
+			for range n / rounds {
 				start := time.Now()
 				if err := c(ctx); err != nil {
 					return nil, i, err

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,32 +332,7 @@ func httpEcho(client *http.Client, url string, in []byte) call {
 // trigLatencyRounds rounds that alternate between them, and returns each one's median and
 // 99th percentile; on error, which is the index of the call that failed. Bounded to 2 minutes.
 func trigLatency(ctx context.Context, calls ...call) (lat [][2]time.Duration, which int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for i, c := range calls {
-		for range trigWarmup {
-			if err := c(ctx); err != nil {
-				return nil, i, err
-			}
-		}
-	}
-	samples := make([][]time.Duration, len(calls))
-	for range trigLatencyRounds {
-		for i, c := range calls {
-			for range trigLatencyCalls / trigLatencyRounds {
-				start := time.Now()
-				if err := c(ctx); err != nil {
-					return nil, i, err
-				}
-				samples[i] = append(samples[i], time.Since(start))
-			}
-		}
-	}
-	for _, d := range samples {
-		slices.Sort(d)
-		lat = append(lat, [2]time.Duration{d[len(d)*50/100], d[len(d)*99/100]})
-	}
-	return lat, 0, nil
+	return alternatingLatency(ctx, 2*time.Minute, trigWarmup, trigLatencyCalls, trigLatencyRounds, calls...)
 }
 
 // requestReply is the bare pulsar-client-go round trip: a requester publishing with reply-to
