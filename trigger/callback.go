@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/fnhost/fnhost/internal/sleep"
 )
 
 // Sign returns the X-Fnhost-Signature value of a callback body: "sha256=" and the hex
@@ -45,12 +47,8 @@ func (s *Server) deliver(ctx context.Context, rec Invocation, url string) error 
 		wait := backoff/2 + rand.N(backoff/2+1)
 		wait = min(max(wait, after), s.cfg.CallbackMaxBackoff)
 		backoff = min(2*backoff, s.cfg.CallbackMaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep.For(ctx, wait) {
 			return fmt.Errorf("callback of invocation %s after %d attempts: %w", rec.ID, attempt, ctx.Err())
-		case <-t.C:
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
 	"github.com/fnhost/fnhost/internal/manifest"
+	"github.com/fnhost/fnhost/internal/sleep"
 )
 
 // runner feeds one function from Pulsar: one consumer for the function's inputs, lanes that
@@ -208,12 +209,8 @@ func (r *runner) pull(ctx context.Context) {
 			// Receive fails only when closed or cancelled today; should that change, a lane
 			// must not spin on an error that repeats.
 			r.log.Warn("receiving", "err", err)
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep.For(ctx, 100*time.Millisecond) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
@@ -411,12 +408,7 @@ func (r *runner) process(ctx context.Context, msg pulsar.Message) {
 			break
 		}
 		r.log.Warn("invocation not run; running it again before the next input (EFFECTIVELY_ONCE)", "message_id", msg.ID().String(), "attempt", attempt+1, "err", err)
-		t := time.NewTimer(min(r.f.m.RetryBackoff<<min(attempt, 6), 30*time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep.For(ctx, min(r.f.m.RetryBackoff<<min(attempt, 6), 30*time.Second)) // the loop checks ctx
 	}
 	sm := r.f.slots[slot]
 	sm.onReceived()

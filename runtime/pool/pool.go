@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/internal/sleep"
 )
 
 // ErrUnavailable is wrapped by Invoke errors that mean the invocation did not produce a result
@@ -225,12 +226,8 @@ func (p *Pool) supervise(ctx context.Context, s *slot) {
 			crashes := s.crashed("process exited unexpectedly", p.cfg.FailAfter)
 			log.Warn("plugin exited; restarting", "pid", proc.Pid(), "consecutive_crashes", crashes, "backoff", backoff)
 		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep.For(ctx, backoff) {
 			return
-		case <-timer.C:
 		}
 		next, err := p.launch(ctx, s.idx, p.currentBinary())
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 
 	"github.com/fnhost/fnhost/functions/pf/invocation"
+	"github.com/fnhost/fnhost/internal/sleep"
 )
 
 // watchers reads the output topics of functions that may not reply to reply-to, one reader per
@@ -174,11 +175,7 @@ func (w *watchers) read(ctx context.Context, topic string, r pulsar.Reader) {
 				return
 			}
 			log.Warn("reading an output topic", "err", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep.For(ctx, time.Second) {
 				return
 			}
 			continue

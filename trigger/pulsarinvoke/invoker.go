@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fnhost/fnhost/functions/pf/invocation"
+	"github.com/fnhost/fnhost/internal/sleep"
 	"github.com/fnhost/fnhost/trigger"
 )
 
@@ -332,11 +333,7 @@ func (inv *Invoker) receive(ctx context.Context) {
 				return
 			}
 			inv.log.Warn("receiving replies", "topic", inv.cfg.ReplyTopic, "err", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep.For(ctx, time.Second) {
 				return
 			}
 			continue
