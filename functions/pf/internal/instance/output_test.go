@@ -14,21 +14,6 @@ import (
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 )
 
-// msgID is a pulsar.MessageID with chosen fields.
-type msgID struct {
-	ledger, entry           int64
-	batch, partition, bsize int32
-}
-
-func (m msgID) Serialize() []byte           { return nil }
-func (m msgID) LedgerID() int64             { return m.ledger }
-func (m msgID) EntryID() int64              { return m.entry }
-func (m msgID) BatchIdx() int32             { return m.batch }
-func (m msgID) PartitionIdx() int32         { return m.partition }
-func (m msgID) BatchSize() int32            { return m.bsize }
-func (m msgID) String() string              { return "id" }
-func (m msgID) Equal(pulsar.MessageID) bool { return false }
-
 // decodeID reads MessageIdData fields 1-6 back.
 func decodeID(t *testing.T, b []byte) map[protowire.Number]uint64 {
 	t.Helper()
@@ -51,7 +36,7 @@ func TestOutputMessage(t *testing.T) {
 	inTime := time.UnixMilli(1_700_000_000_000)
 	in := &call.Message{
 		TopicName: "persistent://public/default/in",
-		MsgID:     msgID{33, 1, 0, 0, 1},
+		MsgID:     pulsar.NewMessageID(33, 1, 0, 0),
 		MsgKey:    "k1",
 		OrderKey:  "ok1",
 		Event:     inTime,

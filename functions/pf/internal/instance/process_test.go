@@ -119,7 +119,7 @@ func newTestProcessor(t *testing.T, h call.Handler, out publisher, opts ...procO
 
 func input(payload string, props map[string]string) *call.Message {
 	return &call.Message{TopicName: "persistent://t/n/in", Data: []byte(payload), Props: props, MsgKey: "key",
-		MsgID: msgID{1, 2, 0, 0, 1}}
+		MsgID: pulsar.NewMessageID(1, 2, 0, 0)}
 }
 
 func echo(_ context.Context, _ call.Env, inv *call.Invocation) ([]byte, error) {
