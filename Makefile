@@ -15,7 +15,7 @@ RUNFLAG   := $(if $(T),-run '$(T)',)
 export PULSAR_VERSION
 
 .PHONY: help build plugins deploy deploy-all undeploy test test-unit test-integration test-disruptive lint fmt generate \
-        pulsar-up pulsar-down pulsar-status pulsar-logs pulsar-reset run clean bench
+        pulsar-up pulsar-up-fresh pulsar-down pulsar-status pulsar-logs pulsar-reset run clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -47,7 +47,7 @@ run: build ## run the main job: fnhost dev (runtime + trigger; embedded, no Puls
 	@if [ -n "$(PULSAR)" ]; then scripts/pulsar start && $(BIN)/fnhost dev --pulsar-url pulsar://127.0.0.1:6650; \
 	else $(BIN)/fnhost dev; fi
 
-test: lint test-unit pulsar-up test-integration test-disruptive ## everything: lint, unit, then integration against a real Pulsar
+test: lint test-unit pulsar-up-fresh test-integration test-disruptive ## everything: lint, unit, then integration against a real Pulsar
 	@echo "make test: all suites passed"
 
 test-unit: ## unit tests with the race detector; no Pulsar needed
@@ -73,6 +73,9 @@ bench: pulsar-up ## fnhost vs same-run baselines: Pulsar throughput, plugin invo
 
 pulsar-up: ## provision (first time) and start the Pulsar standalone with its functions worker
 	scripts/pulsar start
+
+pulsar-up-fresh: ## like pulsar-up, but a standalone it has to start begins on empty data (make test uses it)
+	scripts/pulsar start --fresh
 
 pulsar-down: ## stop the standalone
 	scripts/pulsar stop

@@ -16,6 +16,7 @@
 : "${PULSAR_BOOKIE_PORT:=3181}"
 : "${PULSAR_START_TIMEOUT:=300}"
 : "${PULSAR_STOP_TIMEOUT:=60}"
+: "${PULSAR_WRITE_TIMEOUT:=60}"
 : "${PULSAR_MEM:=-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g}"
 
 # dist/ holds what provisioning assembled and never changes afterwards; run/ holds the
