@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fnhost/fnhost/functions/pf/internal/datasock"
 	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
 )
 
@@ -51,6 +52,7 @@ type Client struct {
 
 	mu          sync.Mutex
 	configured  bool
+	dataSocket  bool // the pipeline runs over the data socket
 	draining    bool
 	maxInFlight int
 	slots       chan struct{} // one token per invocation the plugin has not finished
@@ -168,6 +170,7 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 		PulsarUrl:   cfg.PulsarURL,
 		MaxInFlight: int32(cfg.MaxInFlight),
 		LogLevel:    logLevel(ctx, cfg.Logger),
+		DataSocket:  !cfg.GRPCPipeline,
 	})
 	if err != nil {
 		return fmt.Errorf("configuring function %s: %w", cfg.Info.Name, rpcError(ctx, err))
@@ -179,10 +182,24 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 	// The stream belongs to the process, not to this call: it ends with Close or when
 	// go-plugin sees the process exit.
 	sctx, cancel := context.WithCancel(c.exited)
-	stream, err := c.rpc.Pipeline(sctx)
-	if err != nil {
-		cancel()
-		return fmt.Errorf("opening the pipeline of function %s: %w", cfg.Info.Name, err)
+	var stream pipelineStream
+	if addr := resp.GetDataSocket(); addr != "" && !cfg.GRPCPipeline {
+		conn, err := datasock.Dial(ctx, addr, resp.GetDataToken())
+		if err == nil {
+			context.AfterFunc(sctx, func() { conn.Close() })
+			stream = dataStream{conn}
+			c.dataSocket = true
+		} else {
+			cfg.Logger.Warn("plugin data socket unusable; invoking over gRPC", "function", cfg.Info.Name, "err", err)
+		}
+	}
+	if stream == nil {
+		s, err := c.rpc.Pipeline(sctx)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("opening the pipeline of function %s: %w", cfg.Info.Name, err)
+		}
+		stream = s
 	}
 	c.configured, c.maxInFlight, c.cancel = true, n, cancel
 	c.slots = make(chan struct{}, n)
@@ -190,6 +207,34 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 	go func() { defer c.wg.Done(); c.send(sctx, cancel, stream) }()
 	go func() { defer c.wg.Done(); c.receive(sctx, stream) }()
 	return nil
+}
+
+// pipelineStream is what send and receive need of the pipeline: the gRPC stream, or the
+// plugin's data socket.
+type pipelineStream interface {
+	Send(*pluginpb.PipelineRequests) error
+	Recv() (*pluginpb.PipelineEvents, error)
+}
+
+// dataStream is the host's side of the pipeline over the data socket.
+type dataStream struct{ conn *datasock.Conn }
+
+func (d dataStream) Send(m *pluginpb.PipelineRequests) error { return d.conn.Write(m) }
+
+func (d dataStream) Recv() (*pluginpb.PipelineEvents, error) {
+	m := new(pluginpb.PipelineEvents)
+	if err := d.conn.Read(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// DataSocket reports whether the invocations go over the plugin's data socket rather than
+// the gRPC stream.
+func (c *Client) DataSocket() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dataSocket
 }
 
 // logLevel is the least severe level l keeps, so that the plugin does not format records the
@@ -388,7 +433,7 @@ func (c *Client) signalIdle() {
 // send writes the queued requests and cancels to the stream: everything queued while the
 // previous frame was being sent goes in one frame (split at maxBatch requests or
 // maxBatchBytes of payload).
-func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream pluginpb.Function_PipelineClient) {
+func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream pipelineStream) {
 	var frame pluginpb.PipelineRequests
 	for {
 		batch := c.out.take(ctx)
@@ -416,7 +461,7 @@ func (c *Client) send(ctx context.Context, cancel context.CancelFunc, stream plu
 
 // receive dispatches the plugin's events to their Invoke calls until the stream ends, then
 // marks the Client broken.
-func (c *Client) receive(ctx context.Context, stream pluginpb.Function_PipelineClient) {
+func (c *Client) receive(ctx context.Context, stream pipelineStream) {
 	var (
 		err   error
 		calls []*pendingCall // the frame's events' calls, looked up under one lock

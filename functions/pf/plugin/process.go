@@ -41,6 +41,10 @@ type Config struct {
 	// dispatching goroutines, which cost a third of its CPU time with two. -1 leaves Go's
 	// default (every CPU available). A GOMAXPROCS in the host's own environment overrides it.
 	MaxProcs int
+	// GRPCPipeline keeps the invocations on the gRPC Pipeline stream even when the plugin
+	// offers its data socket, a direct Unix connection that carries the same frames without
+	// gRPC's framing and hand-offs (the default, on Linux).
+	GRPCPipeline bool
 }
 
 // setDefaults fills the zero fields of cfg.

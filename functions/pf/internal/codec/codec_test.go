@@ -102,8 +102,21 @@ func TestMatchesProtobuf(t *testing.T) {
 			ours := tc.empty()
 			require.NoError(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(want)}, ours))
 			assert.True(t, proto.Equal(tc.msg, ours), "ours decodes protobuf's: %v", ours)
+
+			// The data socket's frame: the same bytes behind their length.
+			fr, err := AppendFrame([]byte("x"), tc.msg)
+			require.NoError(t, err)
+			require.Equal(t, "x", string(fr[:1]), "appended")
+			assert.Equal(t, uint32(len(want)), FrameSize(fr[1:1+FrameHeader]))
+			assert.Equal(t, string(want), string(fr[1+FrameHeader:]))
+			framed := tc.empty()
+			require.NoError(t, DecodeFrame(fr[1+FrameHeader:], framed))
+			assert.True(t, proto.Equal(tc.msg, framed), "DecodeFrame: %v", framed)
 		})
 	}
+	_, err := AppendFrame(nil, &pluginpb.Event{})
+	require.Error(t, err, "not a pipeline frame")
+	require.Error(t, DecodeFrame(nil, &pluginpb.Event{}))
 }
 
 // TestDecodeLikeProtobuf feeds both decoders encodings the hand encoder never writes.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
+	"github.com/fnhost/fnhost/functions/pf/internal/datasock"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
 	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
 )
@@ -61,6 +62,10 @@ type Server struct {
 	draining    bool
 	active      int           // accepted invocations whose Done is not handed over yet
 	idle        chan struct{} // closed when active drops to 0; nil when nobody waits
+	// The data socket, when the host asked for one: stopData ends its pipeline, dataDone is
+	// closed once that pipeline has returned.
+	stopData context.CancelFunc
+	dataDone chan struct{}
 }
 
 var _ pluginpb.FunctionServer = (*Server)(nil)
@@ -122,15 +127,48 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 	s.slots = make(chan struct{}, n)
 	s.configured = true
 	logger := s.logger
+	resp := &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}
+	if req.GetDataSocket() {
+		if ln, err := datasock.Listen(); err != nil {
+			// The host opens the gRPC pipeline instead.
+			logger.Debug("no data socket", "err", err)
+		} else {
+			resp.DataSocket, resp.DataToken = ln.Addr(), ln.Token()
+			s.serveData(ln)
+		}
+	}
 	s.mu.Unlock()
-	logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "")
+	logger.Info("function configured", "max_in_flight", n, "pulsar", req.GetPulsarUrl() != "", "data_socket", resp.DataSocket != "")
 	if s.onConfigured != nil {
 		if err := s.onConfigured(); err != nil {
 			// Only memory is at stake: the plugin serves all the same.
 			logger.Warn("start-up memory not given back", "err", err)
 		}
 	}
-	return &pluginpb.ConfigureResponse{MaxInFlight: int32(n)}, nil
+	return resp, nil
+}
+
+// serveData runs the pipeline of the data socket ln in a goroutine the Server owns: it waits
+// for the host's connection, then serves it until the connection ends or Close stops it.
+// s.mu is held.
+func (s *Server) serveData(ln *datasock.Listener) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopData, s.dataDone = cancel, make(chan struct{})
+	logger := s.logger
+	go func() {
+		defer close(s.dataDone)
+		defer cancel()
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("data socket: no connection from the host", "err", err)
+			}
+			return
+		}
+		if err := s.pipeline(datasock.NewServerStream(ctx, conn)); err != nil && ctx.Err() == nil {
+			logger.Debug("data socket pipeline ended", "err", err)
+		}
+	}()
 }
 
 func slogLevel(l pluginpb.LogLevel) slog.Level {
@@ -207,8 +245,18 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	p := s.producers
+	stopData, dataDone := s.stopData, s.dataDone
 	s.mu.Unlock()
 	var errs []error
+	if stopData != nil {
+		// As the gRPC server's Stop does to its streams: the data socket's pipeline ends
+		// and cancels what still runs.
+		stopData()
+		select {
+		case <-dataDone:
+		case <-ctx.Done():
+		}
+	}
 	if err := s.waitIdle(ctx); err != nil {
 		s.mu.Lock()
 		n := s.active
@@ -293,9 +341,21 @@ func admitStatus(err error) error {
 	}
 }
 
+// pipelineStream is what a pipeline needs of its stream: the gRPC stream, or the data socket.
+type pipelineStream interface {
+	Context() context.Context
+	Send(*pluginpb.PipelineEvents) error
+	Recv() (*pluginpb.PipelineRequests, error)
+}
+
 // Pipeline implements pluginpb.FunctionServer: many invocations over one stream. It owns the
 // invocations it starts and returns after they all ended.
 func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
+	return s.pipeline(stream)
+}
+
+// pipeline serves one pipeline stream, gRPC's or the data socket's.
+func (s *Server) pipeline(stream pipelineStream) error {
 	s.mu.Lock()
 	configured := s.configured
 	s.mu.Unlock()
@@ -394,7 +454,7 @@ func (s *Server) Pipeline(stream pluginpb.Function_PipelineServer) error {
 // being sent in one frame (split at maxBatch events or maxBatchBytes of payload), until out is
 // closed. On a send error it cancels the pipeline, so that invocations waiting for room in out
 // give up, and returns it.
-func sendEvents(stream pluginpb.Function_PipelineServer, out *eventQueue, cancel context.CancelFunc) error {
+func sendEvents(stream pipelineStream, out *eventQueue, cancel context.CancelFunc) error {
 	var frame pluginpb.PipelineEvents
 	for {
 		batch := out.take()

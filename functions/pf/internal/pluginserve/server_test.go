@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +32,25 @@ import (
 // wait bounds every wait of these tests.
 const wait = 10 * time.Second
 
+// grpcPipeline makes these tests invoke over the gRPC Pipeline stream rather than the data
+// socket; TestGRPCPipeline sets it for a second run of the package's tests.
+var grpcPipeline = os.Getenv("FNHOST_TEST_GRPC_PIPELINE") == "1"
+
+// TestGRPCPipeline runs every other test of the package again, in a child process of this test
+// binary, with the invocations on the gRPC stream: the path of plugins that offer no data
+// socket (and of every plugin off Linux).
+func TestGRPCPipeline(t *testing.T) {
+	if grpcPipeline {
+		t.Skip("this is the gRPC run")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^Test", "-test.skip=^TestGRPCPipeline$", "-test.count=1", "-test.timeout=4m")
+	cmd.Env = append(os.Environ(), "FNHOST_TEST_GRPC_PIPELINE=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the tests over the gRPC pipeline:\n%s", out)
+}
+
 // pair is a plugin Server and a host Client connected in process by go-plugin's test helper.
 type pair struct {
 	client *plugin.Client
@@ -45,9 +66,11 @@ func newPair(tb testing.TB, h call.Handler, cfg plugin.Config) *pair {
 	if cfg.Info.Name == "" {
 		cfg.Info.Name = "test"
 	}
+	cfg.GRPCPipeline = grpcPipeline
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	require.NoError(tb, p.client.Configure(ctx, cfg))
+	require.Equal(tb, !grpcPipeline, p.client.DataSocket(), "invocations over the data socket")
 	return p
 }
 
@@ -751,21 +774,25 @@ func TestServerStopFailsInFlight(t *testing.T) {
 	raw, err := gc.Dispense(plugin.Name)
 	require.NoError(t, err)
 	c := raw.(*plugin.Client)
-	require.NoError(t, c.Configure(testCtx(t), plugin.Config{Info: plugin.Info{Name: "f"}}))
+	require.NoError(t, c.Configure(testCtx(t), plugin.Config{Info: plugin.Info{Name: "f"}, GRPCPipeline: grpcPipeline}))
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Invoke(testCtx(t), &plugin.Request{}, func(plugin.Event) error { return nil })
 		errc <- err
 	}()
 	waitFor(t, started)
-	gs.Stop() // what go-plugin's shutdown does: connections close, RPCs are cancelled
+	// What pluginserve.Serve does when go-plugin shuts it down: the gRPC server stops
+	// (connections close, RPCs are cancelled), then Close ends the data socket's pipeline.
+	gs.Stop()
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close(testCtx(t)) }()
 	select {
 	case err := <-errc:
 		require.ErrorIs(t, err, plugin.ErrExited)
 	case <-time.After(wait):
 		t.Fatal("Invoke did not return when the server stopped")
 	}
-	require.NoError(t, srv.Close(testCtx(t)))
+	require.NoError(t, <-closed)
 	require.NoError(t, c.Close())
 	_ = gc.Close() // the server is gone: closing reports it, which is expected here
 }

@@ -281,8 +281,12 @@ type ConfigureRequest struct {
 	// runs embedded (then NewOutputMessage fails with a clear error).
 	PulsarUrl string `protobuf:"bytes,2,opt,name=pulsar_url,json=pulsarUrl,proto3" json:"pulsar_url,omitempty"`
 	// max_in_flight bounds the invocations the plugin runs at once; 0 means 64.
-	MaxInFlight   int32    `protobuf:"varint,3,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	LogLevel      LogLevel `protobuf:"varint,4,opt,name=log_level,json=logLevel,proto3,enum=fnhost.plugin.v1.LogLevel" json:"log_level,omitempty"`
+	MaxInFlight int32    `protobuf:"varint,3,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	LogLevel    LogLevel `protobuf:"varint,4,opt,name=log_level,json=logLevel,proto3,enum=fnhost.plugin.v1.LogLevel" json:"log_level,omitempty"`
+	// data_socket asks the plugin to offer a direct connection for the Pipeline frames (see
+	// ConfigureResponse.data_socket). A plugin that does not know the field ignores it, and the
+	// host then uses the Pipeline RPC.
+	DataSocket    bool `protobuf:"varint,5,opt,name=data_socket,json=dataSocket,proto3" json:"data_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,10 +349,26 @@ func (x *ConfigureRequest) GetLogLevel() LogLevel {
 	return LogLevel_LOG_LEVEL_UNSPECIFIED
 }
 
+func (x *ConfigureRequest) GetDataSocket() bool {
+	if x != nil {
+		return x.DataSocket
+	}
+	return false
+}
+
 type ConfigureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// max_in_flight is the bound in effect.
-	MaxInFlight   int32 `protobuf:"varint,1,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	MaxInFlight int32 `protobuf:"varint,1,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// data_socket, when not empty, is the address of a Unix stream socket ("@name" for Linux's
+	// abstract namespace) on which the plugin accepts one connection that carries the Pipeline
+	// frames without gRPC: the host writes data_token first, then length-prefixed
+	// PipelineRequests; the plugin answers with length-prefixed PipelineEvents. Each frame is a
+	// 4-byte big-endian length followed by that many bytes of the message's protobuf encoding.
+	// Empty when the plugin offers none; the host then opens the Pipeline RPC.
+	DataSocket string `protobuf:"bytes,2,opt,name=data_socket,json=dataSocket,proto3" json:"data_socket,omitempty"`
+	// data_token is the secret the connection to data_socket must begin with.
+	DataToken     []byte `protobuf:"bytes,3,opt,name=data_token,json=dataToken,proto3" json:"data_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +408,20 @@ func (x *ConfigureResponse) GetMaxInFlight() int32 {
 		return x.MaxInFlight
 	}
 	return 0
+}
+
+func (x *ConfigureResponse) GetDataSocket() string {
+	if x != nil {
+		return x.DataSocket
+	}
+	return ""
+}
+
+func (x *ConfigureResponse) GetDataToken() []byte {
+	if x != nil {
+		return x.DataToken
+	}
+	return nil
 }
 
 // InvokeRequest is one input.
@@ -1334,15 +1368,21 @@ const file_function_proto_rawDesc = "" +
 	" \x01(\tR\blogTopic\x12(\n" +
 	"\x10user_config_json\x18\v \x01(\tR\x0euserConfigJson\x12\x1d\n" +
 	"\n" +
-	"manual_ack\x18\f \x01(\bR\tmanualAck\"\xba\x01\n" +
+	"manual_ack\x18\f \x01(\bR\tmanualAck\"\xdb\x01\n" +
 	"\x10ConfigureRequest\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.fnhost.plugin.v1.InfoR\x04info\x12\x1d\n" +
 	"\n" +
 	"pulsar_url\x18\x02 \x01(\tR\tpulsarUrl\x12\"\n" +
 	"\rmax_in_flight\x18\x03 \x01(\x05R\vmaxInFlight\x127\n" +
-	"\tlog_level\x18\x04 \x01(\x0e2\x1a.fnhost.plugin.v1.LogLevelR\blogLevel\"7\n" +
+	"\tlog_level\x18\x04 \x01(\x0e2\x1a.fnhost.plugin.v1.LogLevelR\blogLevel\x12\x1f\n" +
+	"\vdata_socket\x18\x05 \x01(\bR\n" +
+	"dataSocket\"w\n" +
 	"\x11ConfigureResponse\x12\"\n" +
-	"\rmax_in_flight\x18\x01 \x01(\x05R\vmaxInFlight\"\x87\x04\n" +
+	"\rmax_in_flight\x18\x01 \x01(\x05R\vmaxInFlight\x12\x1f\n" +
+	"\vdata_socket\x18\x02 \x01(\tR\n" +
+	"dataSocket\x12\x1d\n" +
+	"\n" +
+	"data_token\x18\x03 \x01(\fR\tdataToken\"\x87\x04\n" +
 	"\rInvokeRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12!\n" +

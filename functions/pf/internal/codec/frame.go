@@ -1,0 +1,73 @@
+package codec
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
+)
+
+// FrameHeader is the size of a frame's length prefix on the data socket.
+const FrameHeader = 4
+
+// AppendFrame appends m, a *pluginpb.PipelineRequests or *pluginpb.PipelineEvents, to b as one
+// frame of the plugin's data socket: the size of its encoding as 4 bytes big-endian, then the
+// encoding, the same bytes the gRPC stream carries.
+func AppendFrame(b []byte, m any) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	var err error
+	switch m := m.(type) {
+	case *pluginpb.PipelineRequests:
+		sizes := make([]int, len(m.GetRequests()))
+		n := sizeRequests(m, sizes)
+		b = grow(b, n)
+		b, err = appendRequests(b, m, sizes)
+	case *pluginpb.PipelineEvents:
+		sizes := make([]eventSizes, len(m.GetEvents()))
+		n := sizeEvents(m, sizes)
+		b = grow(b, n)
+		b, err = appendEvents(b, m, sizes)
+	default:
+		return b[:start], fmt.Errorf("codec: no frame encoding for %T", m)
+	}
+	if err != nil {
+		return b[:start], err
+	}
+	body := len(b) - start - FrameHeader
+	if uint64(body) > MaxFrame {
+		return b[:start], fmt.Errorf("codec: a frame of %d bytes exceeds the limit of %d", body, MaxFrame)
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(body))
+	return b, nil
+}
+
+// MaxFrame bounds the body of one frame: a guard against a corrupt length, far above any
+// frame the pipeline sends (it splits frames at 1 MiB of payload).
+const MaxFrame = 1 << 30
+
+// FrameSize returns the size of the body a frame header announces.
+func FrameSize(header []byte) uint32 { return binary.BigEndian.Uint32(header) }
+
+// DecodeFrame decodes a frame's body into m, a *pluginpb.PipelineRequests or
+// *pluginpb.PipelineEvents, which it resets first. m keeps no reference to body.
+func DecodeFrame(body []byte, m any) error {
+	switch m := m.(type) {
+	case *pluginpb.PipelineRequests:
+		m.Reset()
+		return decodeRequests(body, m)
+	case *pluginpb.PipelineEvents:
+		m.Reset()
+		return decodeEvents(body, m)
+	}
+	return fmt.Errorf("codec: no frame decoding for %T", m)
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), len(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b
+}

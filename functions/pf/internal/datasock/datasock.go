@@ -1,0 +1,245 @@
+// Package datasock is the plugin protocol's direct data path: one Unix stream connection
+// between the host and a plugin process that carries the Pipeline frames without gRPC.
+//
+// The go-plugin gRPC connection stays for everything else (Configure, Health, Drain) and is
+// how the host learns the socket's address and secret. Over gRPC every frame of the pipeline
+// passed through HTTP/2 framing, flow control and two goroutine hand-offs per side (gRPC's
+// writer and reader loops); here the pipeline's own sender writes and its own receiver reads.
+// The bytes of a frame are those the gRPC stream carries (package codec), behind a 4-byte
+// length.
+//
+// The socket lives in Linux's abstract namespace: nothing on disk to clean up when a plugin is
+// killed. Any local process could connect to it, so a connection is accepted only when it
+// begins with the secret token, and the plugin accepts one connection and then closes the
+// listener. On other systems Listen reports ErrUnsupported and the host keeps gRPC.
+package datasock
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/fnhost/fnhost/functions/pf/internal/codec"
+	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
+)
+
+const (
+	// TokenSize is the size of the secret a connection begins with.
+	TokenSize = 32
+	// handshakeTimeout bounds how long the plugin waits for a connection's token, and the
+	// host for the connection and the token's write.
+	handshakeTimeout = 10 * time.Second
+	// bufSize is the size of a connection's read buffer.
+	bufSize = 64 << 10
+	// maxKeep bounds the encode and read buffers a connection keeps between frames: a rare
+	// large frame does not pin its buffer for the connection's life.
+	maxKeep = 1 << 20
+)
+
+// ErrUnsupported: this system has no abstract Unix sockets; use the gRPC pipeline.
+var ErrUnsupported = errors.New("datasock: no abstract Unix sockets on " + runtime.GOOS)
+
+// Listener is the plugin's end before the host has connected.
+type Listener struct {
+	ln    net.Listener
+	token []byte
+}
+
+// Listen opens a listener on a fresh abstract address and makes its token. Addr and Token
+// are what the plugin tells the host.
+func Listen() (*Listener, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrUnsupported
+	}
+	var raw [16 + TokenSize]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("datasock: %w", err)
+	}
+	ln, err := net.Listen("unix", "@fnhost-plugin-"+hex.EncodeToString(raw[:16]))
+	if err != nil {
+		return nil, fmt.Errorf("datasock: %w", err)
+	}
+	return &Listener{ln: ln, token: raw[16:]}, nil
+}
+
+// Addr is the address to dial, "@name".
+func (l *Listener) Addr() string { return l.ln.Addr().String() }
+
+// Token is the secret the connection must begin with.
+func (l *Listener) Token() []byte { return l.token }
+
+// Close closes the listener; Accept then returns an error.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Accept waits for the host's connection and closes the listener: connections that do not
+// begin with the token within the handshake bound are dropped and waited past. It returns
+// when a connection was accepted, ctx ends, or the listener is closed.
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	stop := context.AfterFunc(ctx, func() { l.ln.Close() })
+	defer stop()
+	defer l.ln.Close()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("datasock: accepting: %w", err)
+		}
+		var got [TokenSize]byte
+		_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+		_, err = io.ReadFull(c, got[:])
+		if err != nil || subtle.ConstantTimeCompare(got[:], l.token) != 1 {
+			c.Close()
+			continue
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		return newConn(c), nil
+	}
+}
+
+// Dial connects to a plugin's data socket at addr and sends token.
+func Dial(ctx context.Context, addr string, token []byte) (*Conn, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrUnsupported
+	}
+	if len(token) != TokenSize {
+		return nil, fmt.Errorf("datasock: the plugin's token has %d bytes, want %d", len(token), TokenSize)
+	}
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("datasock: %w", err)
+	}
+	dl, _ := ctx.Deadline()
+	_ = c.SetWriteDeadline(dl)
+	if _, err := c.Write(token); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("datasock: sending the token: %w", err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return newConn(c), nil
+}
+
+// Conn carries frames one way in each direction. One goroutine may write while another
+// reads; writes are serialised, reads must come from one goroutine.
+type Conn struct {
+	c net.Conn
+	r *bufio.Reader
+
+	rbuf []byte // the body of the frame being decoded
+
+	wmu  sync.Mutex
+	wbuf []byte
+}
+
+func newConn(c net.Conn) *Conn {
+	return &Conn{c: c, r: bufio.NewReaderSize(c, bufSize)}
+}
+
+// Write sends m, a *pluginpb.PipelineRequests or *pluginpb.PipelineEvents, as one frame.
+func (c *Conn) Write(m any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b, err := codec.AppendFrame(c.wbuf[:0], m)
+	if err != nil {
+		return err
+	}
+	_, err = c.c.Write(b)
+	if cap(b) <= maxKeep {
+		c.wbuf = b
+	} else {
+		c.wbuf = nil
+	}
+	return err
+}
+
+// Read reads the next frame into m, a *pluginpb.PipelineRequests or *pluginpb.PipelineEvents.
+// io.EOF means the peer closed the connection between frames.
+func (c *Conn) Read(m any) error {
+	var h [codec.FrameHeader]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return err
+	}
+	n := int(codec.FrameSize(h[:]))
+	if n > codec.MaxFrame {
+		return fmt.Errorf("datasock: a frame announces %d bytes, more than the limit of %d", n, codec.MaxFrame)
+	}
+	if cap(c.rbuf) < n {
+		c.rbuf = make([]byte, n)
+	}
+	body := c.rbuf[:n]
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	err := codec.DecodeFrame(body, m)
+	if cap(c.rbuf) > maxKeep {
+		c.rbuf = nil
+	}
+	if err != nil {
+		return fmt.Errorf("datasock: a frame of %d bytes does not decode: %w", n, err)
+	}
+	return nil
+}
+
+// Close closes the connection; a Read or Write in progress returns an error.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// ServerStream is the plugin's side of the pipeline over a Conn, shaped like the gRPC
+// stream's Send, Recv and Context. Its context ends when Recv or Send fails or Close is called.
+type ServerStream struct {
+	conn   *Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewServerStream wraps conn; parent bounds the stream's context.
+func NewServerStream(parent context.Context, conn *Conn) *ServerStream {
+	ctx, cancel := context.WithCancel(parent)
+	context.AfterFunc(ctx, func() { conn.Close() })
+	return &ServerStream{conn: conn, ctx: ctx, cancel: cancel}
+}
+
+// Context ends when the connection does.
+func (s *ServerStream) Context() context.Context { return s.ctx }
+
+// Send writes one frame of events.
+func (s *ServerStream) Send(m *pluginpb.PipelineEvents) error {
+	if err := s.conn.Write(m); err != nil {
+		s.cancel()
+		return err
+	}
+	return nil
+}
+
+// Recv reads the next frame of requests. The host never half-closes the data socket: it
+// closes it when it is done with the plugin, so an end of file is an error here, and the
+// invocations in flight are cancelled as they are when a gRPC stream is.
+func (s *ServerStream) Recv() (*pluginpb.PipelineRequests, error) {
+	m := new(pluginpb.PipelineRequests)
+	if err := s.conn.Read(m); err != nil {
+		s.cancel()
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("datasock: the host closed the data socket")
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close ends the stream and its connection.
+func (s *ServerStream) Close() { s.cancel() }
