@@ -154,7 +154,46 @@ func (d deployer) deploy(ctx context.Context, m *manifest.Function) error {
 	} else {
 		return fmt.Errorf("looking the function up: %w", err)
 	}
-	return d.waitRunning(ctx, m)
+	if err := d.waitRunning(ctx, m); err != nil {
+		return err
+	}
+	// The function runs the new package: the ones it ran before would only fill the store.
+	d.prunePackages(ctx, m, sum[:16])
+	return nil
+}
+
+// prunePackages deletes the versions of m's package in the package store other than keep (all
+// of them when keep is empty): every deploy of a changed binary uploads a version, and the
+// worker deletes none, not even when the function is deleted. A failure is reported, not
+// returned: the function itself is deployed or deleted by then.
+func (d deployer) prunePackages(ctx context.Context, m *manifest.Function, keep string) {
+	name := fmt.Sprintf("function://%s/%s/%s", m.Tenant, m.Namespace, m.Name)
+	versions, err := d.admin.Packages().ListVersionsWithContext(ctx, name)
+	if err != nil {
+		if !isStatus(err, http.StatusNotFound) {
+			fmt.Fprintf(d.out, "warning: listing the versions of %s: %v\n", name, err)
+		}
+		return
+	}
+	n := 0
+	for _, v := range versions {
+		if v == keep {
+			continue
+		}
+		// The file store leaves a deleted version's empty directory behind, and lists it
+		// still; its metadata is gone.
+		if _, err := d.admin.Packages().GetMetadataWithContext(ctx, name+"@"+v); isStatus(err, http.StatusNotFound) {
+			continue
+		}
+		if err := d.admin.Packages().DeleteWithContext(ctx, name+"@"+v); err != nil && !isStatus(err, http.StatusNotFound) {
+			fmt.Fprintf(d.out, "warning: deleting %s@%s: %v\n", name, v, err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		fmt.Fprintf(d.out, "deleted %d unused version(s) of %s from the package store\n", n, name)
+	}
 }
 
 func (d deployer) waitRunning(ctx context.Context, m *manifest.Function) error {
@@ -185,6 +224,7 @@ func (d deployer) delete(ctx context.Context, m *manifest.Function) error {
 		return fmt.Errorf("deleting: %w", err)
 	}
 	fmt.Fprintf(d.out, "deleted %s\n", m.FQFN())
+	d.prunePackages(ctx, m, "")
 	return nil
 }
 

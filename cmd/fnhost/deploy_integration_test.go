@@ -51,9 +51,33 @@ func TestDeployThroughREST(t *testing.T) {
 	assert.Contains(t, deployCmd(), "creating public/default/"+name)
 	assert.Equal(t, "hi", triggerValue("hi"))
 
-	writeManifest("upper")
-	assert.Contains(t, deployCmd(), "updating public/default/"+name)
-	require.Eventually(t, func() bool { return triggerValue("hi") == "HI" }, 2*time.Minute, time.Second, "the new binary answers")
+	pkg := "function://public/default/" + name
+	// live lists the versions of the function's package whose metadata still exists.
+	live := func() []string {
+		admin := pulsartest.FunctionsAdmin(t)
+		versions, err := admin.Packages().ListVersionsWithContext(ctx, pkg)
+		require.NoError(t, err)
+		var out []string
+		for _, v := range versions {
+			if _, err := admin.Packages().GetMetadataWithContext(ctx, pkg+"@"+v); err == nil {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	require.Len(t, live(), 1, "the echo package")
+	echoVersion := live()[0]
 
-	assert.Contains(t, deployCmd("--delete"), "deleted public/default/"+name)
+	writeManifest("upper")
+	updated := deployCmd()
+	assert.Contains(t, updated, "updating public/default/"+name)
+	require.Eventually(t, func() bool { return triggerValue("hi") == "HI" }, 2*time.Minute, time.Second, "the new binary answers")
+	assert.Contains(t, updated, "deleted 1 unused version(s) of "+pkg, "the echo package is pruned")
+	require.Len(t, live(), 1, "only the upper package")
+	assert.NotEqual(t, echoVersion, live()[0])
+
+	deleted := deployCmd("--delete")
+	assert.Contains(t, deleted, "deleted public/default/"+name)
+	assert.Contains(t, deleted, "deleted 1 unused version(s) of "+pkg)
+	assert.Empty(t, live(), "no package left behind")
 }
