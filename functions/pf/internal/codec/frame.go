@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
 )
@@ -14,37 +15,37 @@ const FrameHeader = 4
 // frame of the plugin's data socket: the size of its encoding as 4 bytes big-endian, then the
 // encoding, the same bytes the gRPC stream carries.
 func AppendFrame(b []byte, m any) ([]byte, error) {
-	start := len(b)
-	b = append(b, 0, 0, 0, 0)
-	var err error
+	var (
+		n    int
+		fill func([]byte) ([]byte, error)
+	)
 	switch m := m.(type) {
 	case *pluginpb.PipelineRequests:
 		sizes := make([]int, len(m.GetRequests()))
-		n := sizeRequests(m, sizes)
-		b = grow(b, n)
-		b, err = appendRequests(b, m, sizes)
+		n = sizeRequests(m, sizes)
+		fill = func(b []byte) ([]byte, error) { return appendRequests(b, m, sizes) }
 	case *pluginpb.PipelineEvents:
 		sizes := make([]eventSizes, len(m.GetEvents()))
-		n := sizeEvents(m, sizes)
-		b = grow(b, n)
-		b, err = appendEvents(b, m, sizes)
+		n = sizeEvents(m, sizes)
+		fill = func(b []byte) ([]byte, error) { return appendEvents(b, m, sizes) }
 	default:
-		return b[:start], fmt.Errorf("codec: no frame encoding for %T", m)
+		return b, fmt.Errorf("codec: no frame encoding for %T", m)
 	}
+	if uint64(n) > MaxFrame {
+		return b, fmt.Errorf("codec: a frame of %d bytes exceeds the limit of %d", n, MaxFrame)
+	}
+	start := len(b)
+	b = binary.BigEndian.AppendUint32(grow(b, FrameHeader+n), uint32(n))
+	b, err := fill(b)
 	if err != nil {
 		return b[:start], err
 	}
-	body := len(b) - start - FrameHeader
-	if uint64(body) > MaxFrame {
-		return b[:start], fmt.Errorf("codec: a frame of %d bytes exceeds the limit of %d", body, MaxFrame)
-	}
-	binary.BigEndian.PutUint32(b[start:], uint32(body))
 	return b, nil
 }
 
-// MaxFrame bounds the body of one frame: a guard against a corrupt length, far above any
-// frame the pipeline sends (it splits frames at 1 MiB of payload).
-const MaxFrame = 1 << 30
+// MaxFrame bounds the body of one frame, as the gRPC transport bounds a message: frames are
+// split at 1 MiB of payload, but a single larger payload goes alone.
+const MaxFrame = math.MaxInt32
 
 // FrameSize returns the size of the body a frame header announces.
 func FrameSize(header []byte) uint32 { return binary.BigEndian.Uint32(header) }

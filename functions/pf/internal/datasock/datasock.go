@@ -9,9 +9,11 @@
 // length.
 //
 // The socket lives in Linux's abstract namespace: nothing on disk to clean up when a plugin is
-// killed. Any local process could connect to it, so a connection is accepted only when it
-// begins with the secret token, and the plugin accepts one connection and then closes the
-// listener. On other systems Listen reports ErrUnsupported and the host keeps gRPC.
+// killed. Any local process could connect to it, so the plugin accepts a connection only from
+// its parent (the host) or itself, as the kernel reports the peer, running as the same user, and
+// only when it begins with the secret token; it acknowledges the token with one byte, accepts
+// that one connection and closes the listener. On other systems Listen reports ErrUnsupported
+// and the host keeps gRPC.
 package datasock
 
 import (
@@ -36,8 +38,13 @@ const (
 	// TokenSize is the size of the secret a connection begins with.
 	TokenSize = 32
 	// handshakeTimeout bounds how long the plugin waits for a connection's token, and the
-	// host for the connection and the token's write.
+	// host for the connection, the token's write and the acknowledgement.
 	handshakeTimeout = 10 * time.Second
+	// acceptTimeout bounds how long the plugin keeps the listener open for the host, which
+	// dials as soon as Configure has returned; a host that chose gRPC never comes.
+	acceptTimeout = time.Minute
+	// ack is the plugin's answer to a good token.
+	ack = 1
 	// bufSize is the size of a connection's read buffer.
 	bufSize = 64 << 10
 	// maxKeep bounds the encode and read buffers a connection keeps between frames: a rare
@@ -80,10 +87,14 @@ func (l *Listener) Token() []byte { return l.token }
 // Close closes the listener; Accept then returns an error.
 func (l *Listener) Close() error { return l.ln.Close() }
 
-// Accept waits for the host's connection and closes the listener: connections that do not
-// begin with the token within the handshake bound are dropped and waited past. It returns
-// when a connection was accepted, ctx ends, or the listener is closed.
+// Accept waits for the host's connection and closes the listener. Connections from another
+// process than this one's parent or itself, or from another user, are closed at once; those
+// that do not begin with the token within the handshake bound are dropped. It returns when a
+// connection was accepted, ctx ends, the listener is closed, or the host has not come within
+// acceptTimeout.
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, acceptTimeout)
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { l.ln.Close() })
 	defer stop()
 	defer l.ln.Close()
@@ -95,15 +106,21 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 			}
 			return nil, fmt.Errorf("datasock: accepting: %w", err)
 		}
-		var got [TokenSize]byte
-		_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
-		_, err = io.ReadFull(c, got[:])
-		if err != nil || subtle.ConstantTimeCompare(got[:], l.token) != 1 {
+		if !trustedPeer(c) {
 			c.Close()
 			continue
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		return newConn(c), nil
+		var got [TokenSize]byte
+		_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+		_, err = io.ReadFull(c, got[:])
+		if err == nil && subtle.ConstantTimeCompare(got[:], l.token) == 1 {
+			_, err = c.Write([]byte{ack})
+			if err == nil {
+				_ = c.SetDeadline(time.Time{})
+				return newConn(c), nil
+			}
+		}
+		c.Close()
 	}
 }
 
@@ -123,12 +140,21 @@ func Dial(ctx context.Context, addr string, token []byte) (*Conn, error) {
 		return nil, fmt.Errorf("datasock: %w", err)
 	}
 	dl, _ := ctx.Deadline()
-	_ = c.SetWriteDeadline(dl)
+	_ = c.SetDeadline(dl)
 	if _, err := c.Write(token); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("datasock: sending the token: %w", err)
 	}
-	_ = c.SetWriteDeadline(time.Time{})
+	// Until the plugin acknowledges, nothing is committed: the host can still use gRPC.
+	var got [1]byte
+	if _, err := io.ReadFull(c, got[:]); err != nil || got[0] != ack {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("unexpected byte %#x", got[0])
+		}
+		return nil, fmt.Errorf("datasock: the plugin did not acknowledge the token: %w", err)
+	}
+	_ = c.SetDeadline(time.Time{})
 	return newConn(c), nil
 }
 
@@ -172,10 +198,11 @@ func (c *Conn) Read(m any) error {
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
 		return err
 	}
-	n := int(codec.FrameSize(h[:]))
-	if n > codec.MaxFrame {
-		return fmt.Errorf("datasock: a frame announces %d bytes, more than the limit of %d", n, codec.MaxFrame)
+	size := codec.FrameSize(h[:])
+	if size > codec.MaxFrame {
+		return fmt.Errorf("datasock: a frame announces %d bytes, more than the limit of %d", size, uint32(codec.MaxFrame))
 	}
+	n := int(size)
 	if cap(c.rbuf) < n {
 		c.rbuf = make([]byte, n)
 	}
@@ -201,16 +228,17 @@ func (c *Conn) Close() error { return c.c.Close() }
 
 // ServerStream is the plugin's side of the pipeline over a Conn, shaped like the gRPC
 // stream's Send, Recv and Context. Its context ends when Recv or Send fails or Close is called.
+// The connection stays open for Send until Close: StopReading ends the intake while the events
+// already queued can still be written.
 type ServerStream struct {
 	conn   *Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
-// NewServerStream wraps conn; parent bounds the stream's context.
-func NewServerStream(parent context.Context, conn *Conn) *ServerStream {
-	ctx, cancel := context.WithCancel(parent)
-	context.AfterFunc(ctx, func() { conn.Close() })
+// NewServerStream wraps conn.
+func NewServerStream(conn *Conn) *ServerStream {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &ServerStream{conn: conn, ctx: ctx, cancel: cancel}
 }
 
@@ -234,12 +262,24 @@ func (s *ServerStream) Recv() (*pluginpb.PipelineRequests, error) {
 	if err := s.conn.Read(m); err != nil {
 		s.cancel()
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("datasock: the host closed the data socket")
+			return nil, errors.New("datasock: the data socket was closed for reading")
 		}
 		return nil, err
 	}
 	return m, nil
 }
 
-// Close ends the stream and its connection.
-func (s *ServerStream) Close() { s.cancel() }
+// StopReading makes Recv fail, at once or when it is next called, while Send still works: the
+// pipeline then ends as for a host that left, after writing what it has queued.
+func (s *ServerStream) StopReading() {
+	if uc, ok := s.conn.c.(*net.UnixConn); ok && uc.CloseRead() == nil {
+		return
+	}
+	s.conn.Close()
+}
+
+// Close ends the stream and closes its connection.
+func (s *ServerStream) Close() {
+	s.cancel()
+	s.conn.Close()
+}

@@ -3,8 +3,11 @@ package datasock
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -133,4 +136,72 @@ func TestCorruptLengthRefused(t *testing.T) {
 
 	_, err = Dial(testCtx(t), "@fnhost-plugin-none", make([]byte, 3))
 	require.ErrorContains(t, err, "token has 3 bytes")
+}
+
+// TestOtherProcessRefused: a process that is neither the plugin's parent nor the plugin is
+// refused even with the right token, and the host still gets in afterwards.
+func TestOtherProcessRefused(t *testing.T) {
+	t.Parallel()
+	ln, err := Listen()
+	require.NoError(t, err)
+	accepted := acceptAsync(t, ln)
+	// A child of this process plays the stranger: this process is its parent, not the
+	// listener's.
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], "-test.run=^TestHelperStranger$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "FNHOST_DATASOCK_STRANGER="+ln.Addr()+" "+hex.EncodeToString(ln.Token()))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "refused:", "the stranger's dial")
+
+	host, err := Dial(testCtx(t), ln.Addr(), ln.Token())
+	require.NoError(t, err)
+	defer host.Close()
+	plugin := <-accepted
+	require.NotNil(t, plugin)
+	plugin.Close()
+}
+
+// TestHelperStranger is TestOtherProcessRefused's child: it dials with the right token and
+// reports what happened.
+func TestHelperStranger(t *testing.T) {
+	v := os.Getenv("FNHOST_DATASOCK_STRANGER")
+	if v == "" {
+		t.Skip("run by TestOtherProcessRefused")
+	}
+	var addr, tok string
+	for i := len(v) - 1; i >= 0; i-- {
+		if v[i] == ' ' {
+			addr, tok = v[:i], v[i+1:]
+			break
+		}
+	}
+	token, err := hex.DecodeString(tok)
+	require.NoError(t, err)
+	c, err := Dial(testCtx(t), addr, token)
+	if err != nil {
+		t.Logf("refused: %v", err)
+		os.Stdout.WriteString("refused: " + err.Error() + "\n")
+		return
+	}
+	c.Close()
+	t.Fatal("a stranger was let in")
+}
+
+// TestDialNeedsAcknowledgement: a listener that takes the token but never answers is not a
+// data socket the host commits to.
+func TestDialNeedsAcknowledgement(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("unix", "@fnhost-test-noack-"+hex.EncodeToString([]byte(t.Name()))[:16])
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.ReadFull(c, make([]byte, TokenSize))
+		c.Close()
+	}()
+	_, err = Dial(testCtx(t), ln.Addr().String(), make([]byte, TokenSize))
+	require.ErrorContains(t, err, "did not acknowledge")
 }

@@ -62,10 +62,13 @@ type Server struct {
 	draining    bool
 	active      int           // accepted invocations whose Done is not handed over yet
 	idle        chan struct{} // closed when active drops to 0; nil when nobody waits
-	// The data socket, when the host asked for one: stopData ends its pipeline, dataDone is
-	// closed once that pipeline has returned.
-	stopData context.CancelFunc
-	dataDone chan struct{}
+	// The data socket, when the host asked for one. dataCancel stops waiting for the host;
+	// dataStream, once connected, is the pipeline's stream; dataClosing is set by Close;
+	// dataDone is closed when the data socket's goroutine has returned.
+	dataCancel  context.CancelFunc
+	dataStream  *datasock.ServerStream
+	dataClosing bool
+	dataDone    chan struct{}
 }
 
 var _ pluginpb.FunctionServer = (*Server)(nil)
@@ -153,10 +156,11 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 // s.mu is held.
 func (s *Server) serveData(ln *datasock.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopData, s.dataDone = cancel, make(chan struct{})
+	done := make(chan struct{})
+	s.dataCancel, s.dataDone = cancel, done
 	logger := s.logger
 	go func() {
-		defer close(s.dataDone)
+		defer close(done)
 		defer cancel()
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -165,10 +169,45 @@ func (s *Server) serveData(ln *datasock.Listener) {
 			}
 			return
 		}
-		if err := s.pipeline(datasock.NewServerStream(ctx, conn)); err != nil && ctx.Err() == nil {
+		stream := datasock.NewServerStream(conn)
+		defer stream.Close()
+		s.mu.Lock()
+		closing := s.dataClosing
+		if !closing {
+			s.dataStream = stream
+		}
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+		if err := s.pipeline(stream); err != nil {
 			logger.Debug("data socket pipeline ended", "err", err)
 		}
 	}()
+}
+
+// stopData ends the data socket's pipeline, if any: it stops reading requests, lets the
+// invocations end (cancelled, as the gRPC server's Stop does to its streams) and write what
+// they queued, and waits for that, bounded by ctx; then it closes the connection.
+func (s *Server) stopData(ctx context.Context) {
+	s.mu.Lock()
+	s.dataClosing = true
+	cancel, stream, done := s.dataCancel, s.dataStream, s.dataDone
+	s.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	if stream != nil {
+		stream.StopReading()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if stream != nil {
+			stream.Close()
+		}
+	}
 }
 
 func slogLevel(l pluginpb.LogLevel) slog.Level {
@@ -245,18 +284,9 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	p := s.producers
-	stopData, dataDone := s.stopData, s.dataDone
 	s.mu.Unlock()
 	var errs []error
-	if stopData != nil {
-		// As the gRPC server's Stop does to its streams: the data socket's pipeline ends
-		// and cancels what still runs.
-		stopData()
-		select {
-		case <-dataDone:
-		case <-ctx.Done():
-		}
-	}
+	s.stopData(ctx)
 	if err := s.waitIdle(ctx); err != nil {
 		s.mu.Lock()
 		n := s.active
