@@ -186,6 +186,8 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 	if addr := resp.GetDataSocket(); addr != "" && !cfg.GRPCPipeline {
 		conn, err := datasock.Dial(ctx, addr, resp.GetDataToken())
 		if err == nil {
+			// The sender hands frames over and goes back for more while they are written.
+			conn.WriteBehind()
 			context.AfterFunc(sctx, func() { conn.Close() })
 			stream = dataStream{conn}
 			c.dataSocket = true

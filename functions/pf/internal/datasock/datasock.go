@@ -168,14 +168,114 @@ type Conn struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+	aw   *asyncWriter // set by WriteBehind
 }
 
 func newConn(c net.Conn) *Conn {
 	return &Conn{c: c, r: bufio.NewReaderSize(c, bufSize)}
 }
 
-// Write sends m, a *pluginpb.PipelineRequests or *pluginpb.PipelineEvents, as one frame.
+// WriteBehind makes Write queue its frames for a goroutine of the Conn's own, which writes
+// everything queued in one write: encoding the next frames overlaps writing the previous ones,
+// and a busy sender's frames share system calls, as behind gRPC's writer loop. Call it once,
+// before the first Write; Close ends the goroutine.
+func (c *Conn) WriteBehind() {
+	aw := &asyncWriter{c: c.c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	aw.room = sync.NewCond(&aw.mu)
+	c.aw = aw
+	go aw.run()
+}
+
+// maxBehind bounds the bytes queued behind the writer; Write waits beyond it.
+const maxBehind = 4 << 20
+
+// asyncWriter is WriteBehind's writer.
+type asyncWriter struct {
+	c     net.Conn
+	mu    sync.Mutex
+	room  *sync.Cond // signalled when queued shrinks or err is set
+	buf   []byte     // frames queued, encoded
+	spare []byte
+	err   error // sticky: the first failed write, or errClosed
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+
+	stopOnce sync.Once
+}
+
+var errClosed = errors.New("datasock: connection closed")
+
+func (w *asyncWriter) write(m any) error {
+	w.mu.Lock()
+	for len(w.buf) >= maxBehind && w.err == nil {
+		w.room.Wait()
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	b, err := codec.AppendFrame(w.buf, m)
+	if err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	w.buf = b
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (w *asyncWriter) run() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.wake:
+		case <-w.stop:
+			w.fail(errClosed)
+			return
+		}
+		w.mu.Lock()
+		if len(w.buf) == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		// buf and spare never share an array: spare is only ever a written buffer.
+		b := w.buf
+		w.buf, w.spare = w.spare[:0], nil
+		w.room.Broadcast()
+		w.mu.Unlock()
+		if _, err := w.c.Write(b); err != nil {
+			w.fail(err)
+			return
+		}
+		if cap(b) <= maxKeep {
+			w.mu.Lock()
+			w.spare = b[:0]
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *asyncWriter) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.room.Broadcast()
+	w.mu.Unlock()
+}
+
+// Write sends m, a *pluginpb.PipelineRequests or *pluginpb.PipelineEvents, as one frame. After
+// WriteBehind it returns once the frame is queued; a failed write shows in a later call.
 func (c *Conn) Write(m any) error {
+	if c.aw != nil {
+		return c.aw.write(m)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b, err := codec.AppendFrame(c.wbuf[:0], m)
@@ -224,7 +324,14 @@ func (c *Conn) Read(m any) error {
 }
 
 // Close closes the connection; a Read or Write in progress returns an error.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	err := c.c.Close()
+	if c.aw != nil {
+		c.aw.stopOnce.Do(func() { close(c.aw.stop) })
+		<-c.aw.done
+	}
+	return err
+}
 
 // ServerStream is the plugin's side of the pipeline over a Conn, shaped like the gRPC
 // stream's Send, Recv and Context. Its context ends when Recv or Send fails or Close is called.

@@ -205,3 +205,28 @@ func TestDialNeedsAcknowledgement(t *testing.T) {
 	_, err = Dial(testCtx(t), ln.Addr().String(), make([]byte, TokenSize))
 	require.ErrorContains(t, err, "did not acknowledge")
 }
+
+// TestWriteBehind: frames queued behind the writer arrive whole and in order, many per write,
+// and a Write after Close fails.
+func TestWriteBehind(t *testing.T) {
+	t.Parallel()
+	plugin, host := pair(t)
+	host.WriteBehind()
+	const n = 2000
+	go func() {
+		for i := range n {
+			m := &pluginpb.PipelineRequests{Requests: []*pluginpb.PipelineRequest{{Id: uint64(i)}}}
+			if !assert.NoError(t, host.Write(m)) {
+				return
+			}
+		}
+	}()
+	for i := range n {
+		var got pluginpb.PipelineRequests
+		require.NoError(t, plugin.Read(&got))
+		require.Len(t, got.GetRequests(), 1)
+		require.Equal(t, uint64(i), got.GetRequests()[0].GetId())
+	}
+	require.NoError(t, host.Close())
+	require.Error(t, host.Write(&pluginpb.PipelineRequests{}), "after Close")
+}
