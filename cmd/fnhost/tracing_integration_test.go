@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -95,17 +96,18 @@ func TestTracingThroughPulsar(t *testing.T) {
 
 	// The spans end asynchronously (the runtime's once its outputs are persisted): flush until
 	// all three arrived, within a bound.
-	var server, send, process *tracepb.Span
+	var server, send, process, receive *tracepb.Span
 	require.Eventually(t, func() bool {
 		_ = flushTrigger.ForceFlush(ctx) // a failed export shows as missing spans
 		_ = flushRuntime.ForceFlush(ctx)
 		server = recv.find(t, "POST /function/:name")
 		send = recv.find(t, "send "+in)
 		process = recv.find(t, "process "+in)
-		return server != nil && send != nil && process != nil
+		receive = recv.find(t, "receive "+replyTopic)
+		return server != nil && send != nil && process != nil && receive != nil
 	}, time.Minute, 100*time.Millisecond, "spans received: %v", recv.names())
 
-	for _, s := range []*tracepb.Span{server, send, process} {
+	for _, s := range []*tracepb.Span{server, send, process, receive} {
 		assert.Equal(t, callerTraceID, traceID(s), "%s continues the caller's trace", s.GetName())
 	}
 	assert.Equal(t, tracepb.Span_SPAN_KIND_SERVER, server.GetKind())
@@ -125,6 +127,15 @@ func TestTracingThroughPulsar(t *testing.T) {
 	assert.Equal(t, echo.FQFN(), attr(process, "fnhost.function"))
 	assert.Equal(t, invocationID, attr(process, "fnhost.invocation.id"))
 	assert.Equal(t, "success", attr(process, "fnhost.outcome"))
+
+	// And back: the trigger's receipt of the reply, linked to the invocation that sent it.
+	assert.Equal(t, tracepb.Span_SPAN_KIND_CONSUMER, receive.GetKind())
+	assert.Equal(t, spanID(server), parentID(receive), "the reply's receipt is the trigger span's child")
+	assert.Equal(t, replyTopic, attr(receive, "messaging.destination.name"))
+	assert.Equal(t, invocationID, attr(receive, "fnhost.invocation.id"))
+	assert.Equal(t, int64(1), attr(receive, "fnhost.outputs"))
+	require.Len(t, receive.GetLinks(), 1, "a link to the invocation")
+	assert.Equal(t, spanID(process), hex.EncodeToString(receive.GetLinks()[0].GetSpanId()))
 
 	// The reply (and the output) carry the invocation span's context.
 	client := pulsartest.Client(t)

@@ -202,7 +202,9 @@ func (inv *Invoker) Invoke(ctx context.Context, fn trigger.Function, req *trigge
 }
 
 // wait hands c's replies to emit until the final one, a failure, or ctx's end.
-func (inv *Invoker) wait(ctx context.Context, fn trigger.Function, req *trigger.Request, c *call, emit func(trigger.Output) error) (trigger.Result, error) {
+func (inv *Invoker) wait(ctx context.Context, fn trigger.Function, req *trigger.Request, c *call, emit func(trigger.Output) error) (res trigger.Result, err error) {
+	rspan := receiveSpan{inv: inv, ctx: ctx, fn: fn.String(), id: req.ID}
+	defer func() { rspan.end(res, err) }()
 	n := 0
 	for {
 		select {
@@ -212,6 +214,7 @@ func (inv *Invoker) wait(ctx context.Context, fn trigger.Function, req *trigger.
 		}
 		rs, err := c.take()
 		for _, r := range rs {
+			rspan.got(r)
 			if r.output {
 				if err := emit(r.out); err != nil {
 					return trigger.Result{Outputs: n}, fmt.Errorf("invocation %s of %s: output %d: %w", req.ID, fn, n, err)
@@ -358,7 +361,9 @@ func parseReply(m pulsar.Message) (string, reply, bool) {
 	if !ok {
 		return "", reply{}, false
 	}
-	r := reply{seq: p.Seq, attempt: p.Attempt, final: p.Final, errText: p.Error, output: p.Output}
+	props := m.Properties()
+	r := reply{seq: p.Seq, attempt: p.Attempt, final: p.Final, errText: p.Error, output: p.Output,
+		traceParent: props[invocation.TraceParent], traceState: props[invocation.TraceState]}
 	if r.output {
 		r.out = outputOf(m)
 		r.out.Attempt = p.Attempt

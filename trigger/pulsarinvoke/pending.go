@@ -21,6 +21,8 @@ type reply struct {
 	// no (more) output, or that carries its error.
 	output bool
 	out    trigger.Output
+	// The trace context the reply carries (the function invocation's), when it has one.
+	traceParent, traceState string
 }
 
 // errBacklog fails an invocation whose caller does not take its outputs fast enough.

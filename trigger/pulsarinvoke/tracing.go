@@ -9,7 +9,9 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/internal/tracing"
+	"github.com/fnhost/fnhost/trigger"
 )
 
 // tracerName is the instrumentation scope of the invoker's spans.
@@ -48,6 +50,57 @@ func (s sendSpan) end(id pulsar.MessageID, err error) {
 		s.span.SetStatus(codes.Error, err.Error())
 	} else if id != nil {
 		s.span.SetAttributes(semconv.MessagingMessageID(id.String()))
+	}
+	s.span.End()
+}
+
+// receiveSpan is the CONSUMER span of one invocation's replies, a child of the trigger's
+// SERVER span: it starts with the first reply, links to the function invocation's span whose
+// context the reply carries, and ends with the invocation. With the PRODUCER span of the
+// publish and the runtime's CONSUMER span of the invocation, the trace goes from the HTTP
+// request through the function and back. Tracing off, it does nothing.
+type receiveSpan struct {
+	inv    *Invoker
+	ctx    context.Context
+	fn, id string
+	span   trace.Span
+}
+
+// got starts the span at the first reply.
+func (s *receiveSpan) got(r reply) {
+	if s.inv.tracer == nil || s.span != nil {
+		return
+	}
+	var opts []trace.SpanStartOption
+	if r.traceParent != "" {
+		remote := tracing.Extract(context.Background(), map[string]string{
+			invocation.TraceParent: r.traceParent, invocation.TraceState: r.traceState,
+		})
+		if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+	}
+	topic := s.inv.cfg.ReplyTopic
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		semconv.MessagingSystemPulsar, semconv.MessagingOperationTypeReceive, semconv.MessagingOperationName("receive"),
+		semconv.MessagingDestinationName(topic),
+		attribute.String("fnhost.function", s.fn), attribute.String("fnhost.invocation.id", s.id),
+	))
+	_, s.span = s.inv.tracer.Start(s.ctx, "receive "+topic, opts...)
+}
+
+// end ends the span with the invocation's outcome.
+func (s *receiveSpan) end(res trigger.Result, err error) {
+	if s.span == nil {
+		return
+	}
+	s.span.SetAttributes(attribute.Int("fnhost.outputs", res.Outputs))
+	switch {
+	case err != nil:
+		s.span.RecordError(err)
+		s.span.SetStatus(codes.Error, err.Error())
+	case res.Err != nil:
+		s.span.SetStatus(codes.Error, res.Err.Error())
 	}
 	s.span.End()
 }
