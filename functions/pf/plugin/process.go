@@ -41,6 +41,9 @@ type Config struct {
 	// dispatching goroutines, which cost a third of its CPU time with two. -1 leaves Go's
 	// default (every CPU available). A GOMAXPROCS in the host's own environment overrides it.
 	MaxProcs int
+	// GCPercent is the plugin process's GOGC. Default DefaultGCPercent; -1 leaves Go's default
+	// (100). A GOGC in the host's own environment overrides it.
+	GCPercent int
 	// GRPCPipeline keeps the invocations on the gRPC Pipeline stream even when the plugin
 	// offers its data socket, a direct Unix connection that carries the same frames without
 	// gRPC's framing and hand-offs (the default, on Linux).
@@ -61,7 +64,16 @@ func (cfg *Config) setDefaults() {
 	if cfg.MaxProcs == 0 {
 		cfg.MaxProcs = 1
 	}
+	if cfg.GCPercent == 0 {
+		cfg.GCPercent = DefaultGCPercent
+	}
 }
+
+// DefaultGCPercent is a plugin's GOGC unless Config.GCPercent says otherwise. At Go's 100 the
+// echo plugin's collector took about a fifth of its CPU under load, with a live heap of a few
+// MiB; at 150 the host runtime's throughput rose by about a tenth in make bench while a
+// plugin stayed at 18 MiB resident after 100,000 messages (200 crossed 20 MiB).
+const DefaultGCPercent = 150
 
 func (cfg *Config) validate() error {
 	switch {
@@ -75,6 +87,8 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("plugin: Config.StartTimeout is %s, want > 0 (0 for the default)", cfg.StartTimeout)
 	case cfg.MaxProcs < -1:
 		return fmt.Errorf("plugin: Config.MaxProcs is %d, want > 0, 0 for the default or -1 for Go's", cfg.MaxProcs)
+	case cfg.GCPercent < -1:
+		return fmt.Errorf("plugin: Config.GCPercent is %d, want > 0, 0 for the default or -1 for Go's", cfg.GCPercent)
 	}
 	return nil
 }
@@ -137,9 +151,13 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("starting plugin %s: %w", cfg.Path, context.Cause(ctx))
 	}
 	cmd := exec.Command(cfg.Path)
+	// go-plugin appends the host's environment after these, so a GOMAXPROCS or GOGC there
+	// wins (exec keeps the last value of a key).
 	if cfg.MaxProcs > 0 {
-		// go-plugin appends the host's environment after this, so a GOMAXPROCS there wins.
-		cmd.Env = []string{"GOMAXPROCS=" + strconv.Itoa(cfg.MaxProcs)}
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(cfg.MaxProcs))
+	}
+	if cfg.GCPercent > 0 {
+		cmd.Env = append(cmd.Env, "GOGC="+strconv.Itoa(cfg.GCPercent))
 	}
 	setProcAttr(cmd)
 	gp := goplugin.NewClient(&goplugin.ClientConfig{

@@ -396,40 +396,39 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
 }
 
-// TestMaxProcs: a plugin process runs with GOMAXPROCS=1 by default, with Config.MaxProcs when
-// set, and with Go's default when it is -1.
+// TestMaxProcs: a plugin process runs with GOMAXPROCS=1 and GOGC=150 by default, with
+// Config.MaxProcs and Config.GCPercent when set, and with Go's defaults when they are -1.
 func TestMaxProcs(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc/<pid>/environ")
 	}
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		t.Skipf("GOMAXPROCS=%s in the test's environment overrides Config.MaxProcs", v)
+	for _, k := range []string{"GOMAXPROCS", "GOGC"} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Skipf("%s=%s in the test's environment overrides the Config", k, v)
+		}
 	}
 	tests := []struct {
-		name     string
-		maxProcs int
-		want     string // the GOMAXPROCS entry; empty for none
+		name      string
+		maxProcs  int
+		gcPercent int
+		want      []string // the GOMAXPROCS and GOGC entries
 	}{
-		{"default", 0, "GOMAXPROCS=1"},
-		{"set", 3, "GOMAXPROCS=3"},
-		{"go default", -1, ""},
+		{"default", 0, 0, []string{"GOMAXPROCS=1", "GOGC=150"}},
+		{"set", 3, 250, []string{"GOMAXPROCS=3", "GOGC=250"}},
+		{"go default", -1, -1, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := start(t, "echo", plugin.Config{MaxProcs: tc.maxProcs})
+			p := start(t, "echo", plugin.Config{MaxProcs: tc.maxProcs, GCPercent: tc.gcPercent})
 			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.Pid()))
 			require.NoError(t, err)
 			var got []string
 			for kv := range strings.SplitSeq(string(env), "\x00") {
-				if strings.HasPrefix(kv, "GOMAXPROCS=") {
+				if strings.HasPrefix(kv, "GOMAXPROCS=") || strings.HasPrefix(kv, "GOGC=") {
 					got = append(got, kv)
 				}
 			}
-			if tc.want == "" {
-				assert.Empty(t, got)
-			} else {
-				assert.Equal(t, []string{tc.want}, got)
-			}
+			assert.Equal(t, tc.want, got)
 		})
 	}
 }
