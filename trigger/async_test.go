@@ -96,10 +96,7 @@ func TestCallbackGivesUpOnClientError(t *testing.T) {
 
 func TestAsyncStatuses(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
+	s, g := gatedServer(t, nil)
 	async := map[string]string{"Prefer": "respond-async"}
 
 	w := do(s, http.MethodPost, "/function/gated", "", async)
@@ -129,10 +126,7 @@ func TestAsyncStatuses(t *testing.T) {
 
 func TestAsyncLimit(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, func(c *Config) { c.MaxAsync = 1 })
+	s, g := gatedServer(t, func(c *Config) { c.MaxAsync = 1 })
 	async := map[string]string{"Prefer": "respond-async"}
 	require.Equal(t, http.StatusAccepted, do(s, http.MethodPost, "/function/gated", "", async).Code)
 	w := do(s, http.MethodPost, "/function/echo", "", async)
@@ -225,10 +219,7 @@ func TestServeShutdownWaitsForInFlight(t *testing.T) {
 
 func TestShutdownBoundCancelsAsync(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
+	s, g := gatedServer(t, nil)
 	w := do(s, http.MethodPost, "/function/gated", "", map[string]string{"Prefer": "respond-async"})
 	require.Equal(t, http.StatusAccepted, w.Code)
 	recv(t, g.started, "start")

@@ -137,6 +137,16 @@ func newGate() *gate {
 	return &gate{out: make(chan string), started: make(chan struct{}), ended: make(chan error, 1)}
 }
 
+// gatedServer is a Server over a fake invoker whose function "gated" runs the returned gate;
+// opt, if not nil, adjusts the Config as newServer's does.
+func gatedServer(t *testing.T, opt func(*Config)) (*Server, *gate) {
+	t.Helper()
+	f := newFake()
+	g := newGate()
+	f.set("gated", g.fn)
+	return newServer(t, f, opt), g
+}
+
 func (g *gate) fn(ctx context.Context, _ *Request, emit func(Output) error) (Result, error) {
 	close(g.started)
 	n := 0

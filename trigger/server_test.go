@@ -188,10 +188,7 @@ func TestErrors(t *testing.T) {
 
 func TestConcurrencyLimit(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, func(c *Config) { c.MaxConcurrent = 1; c.RetryAfter = 3 * time.Second })
+	s, g := gatedServer(t, func(c *Config) { c.MaxConcurrent = 1; c.RetryAfter = 3 * time.Second })
 	first := make(chan *httptest.ResponseRecorder, 1)
 	go func() { first <- do(s, http.MethodPost, "/function/gated", "", nil) }()
 	recv(t, g.started, "first invocation to start")

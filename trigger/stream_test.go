@@ -166,10 +166,7 @@ func TestResumeOutsideTheWindow(t *testing.T) {
 // missed, then continues live until the end.
 func TestResumeFollowsLive(t *testing.T) {
 	t.Parallel()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
+	s, g := gatedServer(t, nil)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 
@@ -205,10 +202,7 @@ func TestResumeFollowsLive(t *testing.T) {
 // TestDisconnectDetaches: a streaming caller that goes away does not cancel the invocation;
 // it runs on, and a resume gets exactly what the caller missed.
 func TestDisconnectDetaches(t *testing.T) { // not parallel: it counts goroutines
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
+	s, g := gatedServer(t, nil)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -260,10 +254,7 @@ func TestDisconnectDetaches(t *testing.T) { // not parallel: it counts goroutine
 // at once, and returns the server and the gate once the invocation runs.
 func leftStream(t *testing.T) (*Server, *gate) {
 	t.Helper()
-	f := newFake()
-	g := newGate()
-	f.set("gated", g.fn)
-	s := newServer(t, f, nil)
+	s, g := gatedServer(t, nil)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(t.Context())

@@ -76,6 +76,18 @@ func (s *sseStream) next() (sse, error) {
 	}
 }
 
+// take reads the next k events.
+func (s *sseStream) take(t *testing.T, k int) []sse {
+	t.Helper()
+	var evs []sse
+	for range k {
+		ev, err := s.next()
+		require.NoError(t, err)
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
 // rest reads events until the stream's end event (done or error), which it returns last.
 func (s *sseStream) rest(t *testing.T) []sse {
 	t.Helper()
@@ -137,12 +149,7 @@ func TestSSEDropAndResumeThroughPulsar(t *testing.T) {
 		dctx, drop := context.WithCancel(ctx)
 		s := openSSE(t, dctx, http.MethodGet, events, "", "")
 		require.Equal(t, http.StatusOK, s.resp.StatusCode)
-		var first []sse
-		for range k {
-			ev, err := s.next()
-			require.NoError(t, err)
-			first = append(first, ev)
-		}
+		first := s.take(t, k)
 		drop()
 		assert.Equal(t, chunkEvents(0, k, n), first)
 
@@ -172,12 +179,7 @@ func TestSSEDropAndResumeThroughPulsar(t *testing.T) {
 		require.Equal(t, http.StatusOK, s.resp.StatusCode)
 		id := s.resp.Header.Get("X-Invocation-Id")
 		require.NotEmpty(t, id)
-		var first []sse
-		for range k {
-			ev, err := s.next()
-			require.NoError(t, err)
-			first = append(first, ev)
-		}
+		first := s.take(t, k)
 		drop()
 		assert.Equal(t, chunkEvents(0, k, n), first)
 

@@ -38,20 +38,8 @@ func (Codec) Name() string { return grpcproto.Name }
 
 // Marshal encodes v.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	var (
-		size int
-		fill func([]byte) ([]byte, error)
-	)
-	switch m := v.(type) {
-	case *pluginpb.PipelineRequests:
-		sizes := make([]int, len(m.GetRequests()))
-		size = sizeRequests(m, sizes)
-		fill = func(b []byte) ([]byte, error) { return appendRequests(b, m, sizes) }
-	case *pluginpb.PipelineEvents:
-		sizes := make([]eventSizes, len(m.GetEvents()))
-		size = sizeEvents(m, sizes)
-		fill = func(b []byte) ([]byte, error) { return appendEvents(b, m, sizes) }
-	default:
+	size, fill, ok := handEncoding(v)
+	if !ok {
 		return std().Marshal(v)
 	}
 	if mem.IsBelowBufferPoolingThreshold(size) {
@@ -72,22 +60,29 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// Unmarshal decodes data into v, which it resets first.
-func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+// handEncoding returns the size of v's encoding and a function that appends it, when v is one of
+// the two messages encoded by hand (ok false otherwise).
+func handEncoding(v any) (size int, fill func([]byte) ([]byte, error), ok bool) {
 	switch m := v.(type) {
 	case *pluginpb.PipelineRequests:
-		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-		defer buf.Free()
-		m.Reset()
-		return decodeRequests(buf.ReadOnlyData(), m)
+		sizes := make([]int, len(m.GetRequests()))
+		return sizeRequests(m, sizes), func(b []byte) ([]byte, error) { return appendRequests(b, m, sizes) }, true
 	case *pluginpb.PipelineEvents:
+		sizes := make([]eventSizes, len(m.GetEvents()))
+		return sizeEvents(m, sizes), func(b []byte) ([]byte, error) { return appendEvents(b, m, sizes) }, true
+	}
+	return 0, nil, false
+}
+
+// Unmarshal decodes data into v, which it resets first.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	switch v.(type) {
+	case *pluginpb.PipelineRequests, *pluginpb.PipelineEvents:
 		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 		defer buf.Free()
-		m.Reset()
-		return decodeEvents(buf.ReadOnlyData(), m)
-	default:
-		return std().Unmarshal(data, v)
+		return DecodeFrame(buf.ReadOnlyData(), v)
 	}
+	return std().Unmarshal(data, v)
 }
 
 // --- sizes. The sizes of nested messages are computed once, bottom up, and kept for the

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin/pluginpb"
 )
@@ -15,27 +16,15 @@ const FrameHeader = 4
 // frame of the plugin's data socket: the size of its encoding as 4 bytes big-endian, then the
 // encoding, the same bytes the gRPC stream carries.
 func AppendFrame(b []byte, m any) ([]byte, error) {
-	var (
-		n    int
-		fill func([]byte) ([]byte, error)
-	)
-	switch m := m.(type) {
-	case *pluginpb.PipelineRequests:
-		sizes := make([]int, len(m.GetRequests()))
-		n = sizeRequests(m, sizes)
-		fill = func(b []byte) ([]byte, error) { return appendRequests(b, m, sizes) }
-	case *pluginpb.PipelineEvents:
-		sizes := make([]eventSizes, len(m.GetEvents()))
-		n = sizeEvents(m, sizes)
-		fill = func(b []byte) ([]byte, error) { return appendEvents(b, m, sizes) }
-	default:
+	n, fill, ok := handEncoding(m)
+	if !ok {
 		return b, fmt.Errorf("codec: no frame encoding for %T", m)
 	}
 	if uint64(n) > MaxFrame {
 		return b, fmt.Errorf("codec: a frame of %d bytes exceeds the limit of %d", n, MaxFrame)
 	}
 	start := len(b)
-	b = binary.BigEndian.AppendUint32(grow(b, FrameHeader+n), uint32(n))
+	b = binary.BigEndian.AppendUint32(slices.Grow(b, FrameHeader+n), uint32(n))
 	b, err := fill(b)
 	if err != nil {
 		return b[:start], err
@@ -62,13 +51,4 @@ func DecodeFrame(body []byte, m any) error {
 		return decodeEvents(body, m)
 	}
 	return fmt.Errorf("codec: no frame decoding for %T", m)
-}
-
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), len(b)+n)
-		copy(nb, b)
-		b = nb
-	}
-	return b
 }
