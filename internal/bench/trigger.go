@@ -21,6 +21,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsaradmin"
 	"github.com/gin-gonic/gin"
 
+	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/runtime/host"
 	"github.com/fnhost/fnhost/trigger"
@@ -285,8 +286,8 @@ func (b *bench) triggerPulsar(ctx context.Context) (*section, error) {
 		ratio(p50)+" p50", "p50 ≤"+ratio(trigPulsarP50), verdict(p50 <= trigPulsarP50))
 	sec.add(fmt.Sprintf("fnhost trigger → Pulsar → host runtime, %d workers", trigWorkers), "", "", count(fRate),
 		ratio(fRate/bRate), "≥"+ratio(trigPulsarRate), verdict(fRate >= trigPulsarRate*bRate))
-	sec.note("bare round trip: requests published with a reply-to and a correlation-id property (1 ms batching, as pulsarinvoke)," +
-		" a consumer→producer echo loop replying to reply-to (LZ4, 10 ms batching, as the host runtime), replies demultiplexed by correlation id")
+	sec.note("bare round trip: requests published with a reply-to and a correlation-id property (Send, which flushes the batch at once, as pulsarinvoke)," +
+		" a consumer→producer echo loop replying to reply-to (LZ4, 1 ms batching, as the host runtime's reply-to producers), replies demultiplexed by correlation id")
 	sec.note("trigger, host runtime, bare loop and load generator all run in this process; fnhost's echo has no output topic, only reply-to")
 	sec.note("latency: %d sequential calls per contender after %d warm-up calls, in %d alternating rounds; req/s: %d workers, median of %d alternating rounds of %s",
 		trigLatencyCalls, trigWarmup, trigLatencyRounds, trigWorkers, trigLoadRounds, b.cfg.Duration)
@@ -409,7 +410,7 @@ func (b *bench) startRequestReply(ctx context.Context, reqTopic, replyTopic stri
 			p, ok := prods[to]
 			if !ok {
 				p, err = client.CreateProducer(pulsar.ProducerOptions{
-					Topic: to, CompressionType: pulsar.LZ4, BatchingMaxPublishDelay: 10 * time.Millisecond,
+					Topic: to, CompressionType: pulsar.LZ4, BatchingMaxPublishDelay: invocation.ReplyBatchingDelay,
 				})
 				if err != nil {
 					return fmt.Errorf("echo loop: creating producer for %s: %w", to, err)

@@ -116,7 +116,7 @@ func newRunner(ctx context.Context, h *Host, f *function, log *slog.Logger) (*ru
 		})
 	}
 	if m.Output != "" {
-		p, err := r.producer(m.Output)
+		p, err := r.producer(m.Output, false)
 		if err == nil && m.Guarantee == manifest.EffectivelyOnce {
 			err = checkDeduplication(ctx, h.cfg.AdminURL, m.Output)
 		}
@@ -301,20 +301,34 @@ func (r *runner) close() {
 	r.consumer.Close()
 }
 
-// producer returns the cached producer for topic.
-func (r *runner) producer(topic string) (pulsar.Producer, error) {
+// producer returns the cached producer for topic: the output topic's, or with reply true a
+// reply-to topic's.
+func (r *runner) producer(topic string, reply bool) (pulsar.Producer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.producers[topic]; ok {
 		return p, nil
 	}
+	opts := producerOptions(r.f.m, topic, reply)
+	p, err := r.h.client.CreateProducer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating producer for %s: %w", topic, err)
+	}
+	r.producers[topic] = p
+	return p, nil
+}
+
+// producerOptions are the options of m's producer for topic: Pulsar Functions' defaults (LZ4,
+// 10 ms batching) and the manifest's producerConfig; a reply-to topic's (reply true) batches
+// for invocation.ReplyBatchingDelay only.
+func producerOptions(m *manifest.Function, topic string, reply bool) pulsar.ProducerOptions {
 	opts := pulsar.ProducerOptions{
 		Topic:                   topic,
 		CompressionType:         pulsar.LZ4,
 		BatchingMaxPublishDelay: 10 * time.Millisecond,
-		Properties:              map[string]string{"application": "fnhost", "id": r.f.m.FQFN()},
+		Properties:              map[string]string{"application": "fnhost", "id": m.FQFN()},
 	}
-	if pc := r.f.m.Config.ProducerConfig; pc != nil {
+	if pc := m.Config.ProducerConfig; pc != nil {
 		switch strings.ToUpper(pc.CompressionType) {
 		case "NONE":
 			opts.CompressionType = pulsar.NoCompression
@@ -330,20 +344,18 @@ func (r *runner) producer(topic string) (pulsar.Producer, error) {
 			opts.BatcherBuilderType = pulsar.KeyBasedBatchBuilder
 		}
 	}
-	if r.f.m.Config.BatchBuilder == "KEY_BASED" {
+	if m.Config.BatchBuilder == "KEY_BASED" {
 		opts.BatcherBuilderType = pulsar.KeyBasedBatchBuilder
 	}
-	if r.f.m.Guarantee == manifest.EffectivelyOnce && topic == r.f.m.Output {
+	if reply {
+		opts.BatchingMaxPublishDelay = invocation.ReplyBatchingDelay
+	}
+	if m.Guarantee == manifest.EffectivelyOnce && topic == m.Output {
 		// The broker deduplicates by producer name and sequence id: the name must survive
 		// restarts of the runtime.
-		opts.Name = "fnhost-" + strings.ReplaceAll(r.f.m.FQFN(), "/", "-")
+		opts.Name = "fnhost-" + strings.ReplaceAll(m.FQFN(), "/", "-")
 	}
-	p, err := r.h.client.CreateProducer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("creating producer for %s: %w", topic, err)
-	}
-	r.producers[topic] = p
-	return p, nil
+	return opts
 }
 
 // process runs one input through the function and settles it: ack, or nack for a retry.
@@ -689,7 +701,7 @@ func (o *outputs) publish(ctx context.Context, topic string, msg *pulsar.Produce
 	p := o.r.out
 	if p == nil || topic != o.r.f.m.Output {
 		var err error
-		if p, err = o.r.producer(topic); err != nil {
+		if p, err = o.r.producer(topic, true); err != nil { // a reply-to topic
 			o.fail(err)
 			return
 		}

@@ -22,7 +22,7 @@ type producers struct {
 	mu      sync.Mutex
 	m       map[string]*producerEntry
 	closed  bool
-	pending sync.WaitGroup // producer creations under way
+	pending sync.WaitGroup // producer creations and sends (send) under way
 }
 
 type producerEntry struct {
@@ -30,6 +30,8 @@ type producerEntry struct {
 	p     pulsar.Producer
 	err   error
 }
+
+var errRetryShortly = fmt.Errorf("%w: Pulsar did not take the last message; retrying shortly", trigger.ErrUnavailable)
 
 var errProducersClosed = fmt.Errorf("%w: the Pulsar invoker is closed", trigger.ErrUnavailable)
 
@@ -78,15 +80,33 @@ func (ps *producers) create(topic string, e *producerEntry) {
 
 // send publishes m to topic and waits for the broker's receipt (or ctx). A failure to publish
 // is trigger.ErrUnavailable, except for messages that can never be sent (too large).
+//
+// The producer's batch goes out at once rather than at its next batching tick: a caller waits
+// on this message, and the batch holds only what concurrent calls added meanwhile. The send
+// outlives ctx (SendTimeout bounds it), so that its outcome still tells Pulsar's health.
 func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerMessage) (pulsar.MessageID, error) {
+	if !ps.health.allow() {
+		return nil, errRetryShortly
+	}
+	p, err := ps.get(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
 	type receipt struct {
 		id  pulsar.MessageID
 		err error
 	}
-	done := make(chan receipt, 1) // buffered: the callback never blocks, even after ctx ended
-	if err := ps.sendAsync(ctx, topic, m, func(id pulsar.MessageID, err error) { done <- receipt{id, err} }); err != nil {
-		return nil, err
+	done := make(chan receipt, 1) // buffered: the sender never blocks, even after ctx ended
+	ps.mu.Lock()
+	if ps.closed {
+		ps.mu.Unlock()
+		return nil, errProducersClosed
 	}
+	ps.pending.Go(func() {
+		id, err := p.Send(context.WithoutCancel(ctx), m)
+		done <- receipt{id, ps.sendError(topic, err)}
+	})
+	ps.mu.Unlock()
 	select {
 	case r := <-done:
 		return r.id, r.err
@@ -99,7 +119,7 @@ func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerM
 // returned error is for what failed before the message was handed over.
 func (ps *producers) sendAsync(ctx context.Context, topic string, m *pulsar.ProducerMessage, cb func(pulsar.MessageID, error)) error {
 	if !ps.health.allow() {
-		return fmt.Errorf("%w: Pulsar did not take the last message; retrying shortly", trigger.ErrUnavailable)
+		return errRetryShortly
 	}
 	p, err := ps.get(ctx, topic)
 	if err != nil {
@@ -161,7 +181,7 @@ func (ps *producers) close(ctx context.Context) error {
 	select {
 	case <-waited:
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("producer creations still under way: %w", ctx.Err()))
+		errs = append(errs, fmt.Errorf("producer creations or sends still under way: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
 }

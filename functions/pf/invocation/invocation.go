@@ -4,6 +4,8 @@
 // them itself.
 package invocation
 
+import "time"
+
 // Request properties, set by the trigger on the input message.
 const (
 	// ID is the unique id of one invocation; it is also returned to the HTTP caller.
@@ -43,6 +45,12 @@ const (
 	TraceParent = "traceparent"
 	TraceState  = "tracestate"
 )
+
+// ReplyBatchingDelay is the batching delay of the producers that publish to ReplyTo topics, in
+// the host runtime and in the SDK's instance. A caller waits on every reply, so a reply waits
+// at most 1 ms for others to share its batch, not the 10 ms of Pulsar Functions' output
+// producers (which the output topic keeps).
+const ReplyBatchingDelay = time.Millisecond
 
 // Pulsar Functions' own properties on outputs, which `pulsar-admin functions trigger` and the
 // trigger's fallback for functions not built with this SDK match on.

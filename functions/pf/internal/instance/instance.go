@@ -84,14 +84,19 @@ func (e *env) Producer(topic string) (pulsar.Producer, error) { return e.prods.g
 func (e *env) RecordMetric(name string, value float64)        { e.stats.recordMetric(name, value) }
 func (e *env) Logger() *slog.Logger                           { return e.logger }
 
-// pulsarOut publishes through the cached producers.
+// pulsarOut publishes through the cached producers: prods for the output topic (and the
+// function's own topics), replies for reply-to topics.
 type pulsarOut struct {
-	prods  *producers
-	sender *sender
+	prods, replies *producers
+	sender         *sender
 }
 
-func (o *pulsarOut) publish(topic string, m *pulsar.ProducerMessage, done func(error)) {
-	p, err := o.prods.get(topic)
+func (o *pulsarOut) publish(topic string, reply bool, m *pulsar.ProducerMessage, done func(error)) {
+	prods := o.prods
+	if reply {
+		prods = o.replies
+	}
+	p, err := prods.get(topic)
 	if err != nil {
 		done(err)
 		return
@@ -155,6 +160,10 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 		return producerOptions(topic, cfg.Details.GetSink().GetProducerSpec(), info)
 	}}
 	defer prods.close()
+	replies := &producers{client: client, options: func(topic string) pulsar.ProducerOptions {
+		return replyProducerOptions(topic, cfg.Details.GetSink().GetProducerSpec(), info)
+	}}
+	defer replies.close()
 	if info.OutputTopic != "" {
 		if _, err := prods.get(info.OutputTopic); err != nil {
 			st.systemException(err)
@@ -203,7 +212,7 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 		env:     &env{info: info, prods: prods, stats: st, logger: logger},
 		stats:   st,
 		logger:  logger,
-		out:     &pulsarOut{prods: prods, sender: snd},
+		out:     &pulsarOut{prods: prods, replies: replies, sender: snd},
 		now:     time.Now,
 		callCtx: hardCtx,
 	}

@@ -96,6 +96,14 @@ func producerOptions(topic string, spec *pb.ProducerSpec, info *call.Info) pulsa
 	return o
 }
 
+// replyProducerOptions are the options of a reply-to topic's producer: the output producers'
+// (producerOptions), batching for invocation.ReplyBatchingDelay at most.
+func replyProducerOptions(topic string, spec *pb.ProducerSpec, info *call.Info) pulsar.ProducerOptions {
+	o := producerOptions(topic, spec, info)
+	o.BatchingMaxPublishDelay = min(o.BatchingMaxPublishDelay, invocation.ReplyBatchingDelay)
+	return o
+}
+
 // componentProperties are the producer and consumer properties Pulsar Functions set.
 func componentProperties(info *call.Info) map[string]string {
 	return map[string]string{

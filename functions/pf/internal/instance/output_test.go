@@ -114,6 +114,10 @@ func TestProducerOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			assert.Equal(t, tc.want, producerOptions("o", tc.spec, info))
+			// A reply-to producer differs only in batching for 1 ms at most.
+			reply := tc.want
+			reply.BatchingMaxPublishDelay = min(reply.BatchingMaxPublishDelay, time.Millisecond)
+			assert.Equal(t, reply, replyProducerOptions("o", tc.spec, info))
 		})
 	}
 }

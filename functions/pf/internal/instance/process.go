@@ -30,9 +30,10 @@ type delivery struct {
 	msg  pulsar.Message
 }
 
-// publisher sends one output message to a topic and calls done once with the outcome.
+// publisher sends one output message to a topic and calls done once with the outcome; reply
+// says that topic is a reply-to topic.
 type publisher interface {
-	publish(topic string, m *pulsar.ProducerMessage, done func(error))
+	publish(topic string, reply bool, m *pulsar.ProducerMessage, done func(error))
 }
 
 // processor runs the function for each input and settles the input (ack or nack) once the
@@ -240,10 +241,11 @@ func (a *attempt) output(out call.Output, final bool, errText string) error {
 		a.mu.Unlock()
 	}
 	var errs []error
-	for _, topic := range []string{p.cfg.Info.OutputTopic, a.req.ReplyTo} {
-		if topic != "" {
-			errs = append(errs, a.send(topic, m))
-		}
+	if topic := p.cfg.Info.OutputTopic; topic != "" {
+		errs = append(errs, a.send(topic, false, m))
+	}
+	if a.req.ReplyTo != "" {
+		errs = append(errs, a.send(a.req.ReplyTo, true, m))
 	}
 	return errors.Join(errs...)
 }
@@ -258,17 +260,17 @@ func (a *attempt) finalReply(errText string) {
 	a.mu.Lock()
 	a.replies.End(m.Properties, errText)
 	a.mu.Unlock()
-	_ = a.send(a.req.ReplyTo, m) // a failure is recorded in sendErr and settles the input
+	_ = a.send(a.req.ReplyTo, true, m) // a failure is recorded in sendErr and settles the input
 }
 
-func (a *attempt) send(topic string, m *pulsar.ProducerMessage) error {
+func (a *attempt) send(topic string, reply bool, m *pulsar.ProducerMessage) error {
 	a.mu.Lock()
 	a.pending++
 	a.mu.Unlock()
 	var once sync.Once
 	var result error
 	done := make(chan struct{})
-	a.p.out.publish(topic, m, func(err error) {
+	a.p.out.publish(topic, reply, m, func(err error) {
 		once.Do(func() {
 			result = err
 			close(done)

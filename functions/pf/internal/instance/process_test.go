@@ -60,7 +60,7 @@ type fakeOut struct {
 	pending []func()
 }
 
-func (f *fakeOut) publish(topic string, m *pulsar.ProducerMessage, done func(error)) {
+func (f *fakeOut) publish(topic string, _ bool, m *pulsar.ProducerMessage, done func(error)) {
 	f.mu.Lock()
 	f.sent = append(f.sent, sent{topic, m})
 	err := f.fail[topic]
