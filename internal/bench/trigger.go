@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,9 +71,11 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 		return nil, fmt.Errorf("%w: %w", errOperational, err)
 	}
 	defer stopBase()
-	baseClient := newHTTPClient()
-	defer baseClient.CloseIdleConnections()
-	base := httpEcho(baseClient, baseURL, in)
+	base, closeBase, err := httpEcho(baseURL, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOperational, err)
+	}
+	defer closeBase()
 
 	fail := func(err error) (*section, error) {
 		sec.note("fnhost dev: %v", err)
@@ -117,9 +117,11 @@ func (b *bench) triggerEmbedded(ctx context.Context) (*section, error) {
 		return fail(err)
 	}
 	defer stopFn()
-	fnClient := newHTTPClient()
-	defer fnClient.CloseIdleConnections()
-	fn := httpEcho(fnClient, fnURL, in)
+	fn, closeFn, err := httpEcho(fnURL, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOperational, err)
+	}
+	defer closeFn()
 
 	b.progress("trigger embedded: latency, %d calls each, alternating with bare gin…", trigLatencyCalls)
 	lat, which, err := trigLatency(ctx, base, fn)
@@ -261,9 +263,11 @@ func (b *bench) triggerPulsar(ctx context.Context) (*section, error) {
 			b.progress("warning: trigger: %v", err)
 		}
 	}()
-	fnClient := newHTTPClient()
-	defer fnClient.CloseIdleConnections()
-	fn := httpEcho(fnClient, "http://"+ln.Addr().String()+"/function/"+name, in)
+	fn, closeFn, err := httpEcho("http://"+ln.Addr().String()+"/function/"+name, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOperational, err)
+	}
+	defer closeFn()
 
 	b.progress("trigger pulsar: latency, %d calls each, alternating with the bare round trip…", trigLatencyCalls)
 	lat, which, err := trigLatency(ctx, base, fn)
@@ -294,39 +298,14 @@ func (b *bench) triggerPulsar(ctx context.Context) (*section, error) {
 	return sec, nil
 }
 
-// newHTTPClient is the load generator's client: keep-alive connections, enough idle ones for
-// every worker.
-func newHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		MaxIdleConns:        4 * trigWorkers,
-		MaxIdleConnsPerHost: 4 * trigWorkers,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}}
-}
-
-// httpEcho POSTs in to url and checks that the response is 200 with in as its body.
-func httpEcho(client *http.Client, url string, in []byte) call {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(in))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			return fmt.Errorf("reading the response: %w", err)
-		case resp.StatusCode != http.StatusOK:
-			return fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, body)
-		}
-		return checkEcho(in, body)
+// httpEcho is a call that POSTs in to url with the lean load generator and checks that in
+// comes back; closeConns closes its idle connections.
+func httpEcho(url string, in []byte) (c call, closeConns func(), err error) {
+	h, err := newLeanHTTP(url, in, 4*trigWorkers)
+	if err != nil {
+		return nil, nil, err
 	}
+	return h.echo(in), h.close, nil
 }
 
 // trigLatency warms each call up, then makes trigLatencyCalls sequential calls of each in
