@@ -80,8 +80,9 @@ type Config struct {
 	// Defaults 3s and 1s.
 	SendTimeout   time.Duration
 	ProbeInterval time.Duration
-	// BatchingDelay is the producers' batching delay. Default 1ms: requests of concurrent
-	// callers share batches; a lone request waits at most that long.
+	// BatchingDelay is the producers' batching delay. Default 1ms. An invocation's input is
+	// sent at once (with whatever concurrent calls added to the batch meanwhile); the delay
+	// applies to messages of the topics route, which nobody waits on.
 	BatchingDelay time.Duration
 
 	// Fallback is the default fallback mode; FallbackFor overrides it per function

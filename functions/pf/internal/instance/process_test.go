@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -47,6 +48,7 @@ func (f *fakeAcker) settled() (acks, nacks []string) {
 
 type sent struct {
 	topic string
+	reply bool // published as a reply-to topic's
 	msg   *pulsar.ProducerMessage
 }
 
@@ -60,9 +62,9 @@ type fakeOut struct {
 	pending []func()
 }
 
-func (f *fakeOut) publish(topic string, _ bool, m *pulsar.ProducerMessage, done func(error)) {
+func (f *fakeOut) publish(topic string, reply bool, m *pulsar.ProducerMessage, done func(error)) {
 	f.mu.Lock()
-	f.sent = append(f.sent, sent{topic, m})
+	f.sent = append(f.sent, sent{topic, reply, m})
 	err := f.fail[topic]
 	if f.hold {
 		f.pending = append(f.pending, func() { done(err) })
@@ -93,6 +95,19 @@ func (f *fakeOut) to(topic string) []*pulsar.ProducerMessage {
 		}
 	}
 	return out
+}
+
+// replyTopics are the topics published to as reply-to topics.
+func (f *fakeOut) replyTopics() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var topics []string
+	for _, s := range f.sent {
+		if s.reply && !slices.Contains(topics, s.topic) {
+			topics = append(topics, s.topic)
+		}
+	}
+	return topics
 }
 
 type procOpt func(c *Config)
@@ -296,6 +311,9 @@ func TestProcessReplies(t *testing.T) {
 					m.Properties[invocation.Final], m.Properties[invocation.Error]})
 			}
 			assert.Equal(t, tc.wantReply, replies)
+			if len(tc.wantReply) > 0 {
+				assert.Equal(t, []string{"reply"}, out.replyTopics(), "replies go through the reply-to producers, outputs not")
+			}
 			acks, nacks := ack.settled()
 			assert.Len(t, acks, tc.wantAcks)
 			assert.Len(t, nacks, 1-tc.wantAcks)
