@@ -68,10 +68,13 @@ func (s *Server) post(ctx context.Context, url, id string, body []byte, attempt 
 	if len(s.cfg.CallbackSecret) > 0 {
 		req.Header.Set(headerSignature, Sign(s.cfg.CallbackSecret, body))
 	}
+	req, endSpan := s.traceCallback(req, id, attempt)
 	resp, err := s.callback.client.Do(req)
 	if err != nil {
+		endSpan(0, err)
 		return true, 0, fmt.Errorf("posting: %w", err)
 	}
+	endSpan(resp.StatusCode, nil)
 	// Drain a little so the connection can be reused; the body itself is not used.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) // best effort, see above
 	_ = resp.Body.Close()                                       // the status decides; a close error changes nothing

@@ -80,3 +80,45 @@ func (s *Server) traceContext(c *gin.Context, traceParent, traceState string) (s
 	}
 	return props[invocation.TraceParent], props[invocation.TraceState]
 }
+
+// traceCallback starts the CLIENT span of one callback attempt, a child of the invocation's
+// SERVER span (the async invocation's ctx keeps the request's values), and writes its trace
+// context into req's headers so that the receiver can continue the trace. end records the
+// receiver's status (0 when none came) and err. With tracing off it changes nothing.
+//
+// The URL is recorded as scheme, address and port only: a callback URL often carries a token
+// in its path or query.
+func (s *Server) traceCallback(req *http.Request, id string, attempt int) (_ *http.Request, end func(status int, err error)) {
+	if s.tracer == nil {
+		return req, func(int, error) {}
+	}
+	u := req.URL
+	attrs := []attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(req.Method), semconv.URLScheme(u.Scheme),
+		semconv.ServerAddress(u.Hostname()), attrInvocationID.String(id),
+	}
+	if port, err := strconv.Atoi(u.Port()); err == nil {
+		attrs = append(attrs, semconv.ServerPort(port))
+	}
+	if attempt > 1 {
+		attrs = append(attrs, semconv.HTTPRequestResendCount(attempt-1))
+	}
+	ctx, span := s.tracer.Start(req.Context(), req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	req = req.WithContext(ctx)
+	tracing.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	return req, func(status int, err error) {
+		if status != 0 {
+			span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		}
+		switch {
+		case status >= http.StatusBadRequest:
+			// Client spans mark 4xx as well: the request failed.
+			span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+			span.SetStatus(codes.Error, http.StatusText(status))
+		case err != nil:
+			span.SetAttributes(semconv.ErrorTypeKey.String("transport"))
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+}

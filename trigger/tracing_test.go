@@ -1,8 +1,12 @@
 package trigger
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -74,4 +78,68 @@ func TestTracingOffPassesTraceParentThrough(t *testing.T) {
 	defer inv.mu.Unlock()
 	assert.Equal(t, callerParent, inv.calls[0].TraceParent)
 	assert.Equal(t, "k=v", inv.calls[0].TraceState)
+}
+
+// spanEnds hands every ended span to a channel.
+type spanEnds chan sdktrace.ReadOnlySpan
+
+func (e spanEnds) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (e spanEnds) OnEnd(s sdktrace.ReadOnlySpan)                   { e <- s }
+func (e spanEnds) Shutdown(context.Context) error                  { return nil }
+func (e spanEnds) ForceFlush(context.Context) error                { return nil }
+
+// TestCallbackTraced: each callback attempt is a CLIENT span under the invocation's SERVER
+// span, and the receiver gets its trace context.
+func TestCallbackTraced(t *testing.T) {
+	t.Parallel()
+	ends := make(spanEnds, 16)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(ends))
+	parents := make(chan string, 4)
+	var calls atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parents <- r.Header.Get("traceparent")
+		if calls.Add(1) == 1 {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(hook.Close)
+	s := newServer(t, newFake(), func(c *Config) {
+		c.TracerProvider = tp
+		c.CallbackBackoff, c.CallbackMaxBackoff = time.Millisecond, 5*time.Millisecond
+	})
+	w := do(s, http.MethodPost, "/function/echo", "x", map[string]string{
+		"Prefer": "respond-async", "X-Callback-Url": hook.URL + "/done?token=secret", "traceparent": callerParent,
+	})
+	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
+	id := w.Header().Get(headerInvocationID)
+
+	var server sdktrace.ReadOnlySpan
+	var clients []sdktrace.ReadOnlySpan
+	for len(clients) < 2 || server == nil {
+		sp := recv(t, ends, "spans of the request and of two callback attempts")
+		switch sp.SpanKind() {
+		case trace.SpanKindServer:
+			server = sp
+		case trace.SpanKindClient:
+			clients = append(clients, sp)
+		}
+	}
+	first, second := clients[0], clients[1]
+	for i, c := range clients {
+		assert.Equal(t, "POST", c.Name())
+		assert.Equal(t, server.SpanContext().TraceID(), c.SpanContext().TraceID(), "attempt %d", i+1)
+		assert.Equal(t, server.SpanContext().SpanID(), c.Parent().SpanID(), "attempt %d is a child of the SERVER span", i+1)
+		a := attrs(c)
+		assert.Equal(t, id, a["fnhost.invocation.id"].AsString())
+		assert.Equal(t, "127.0.0.1", a["server.address"].AsString())
+		assert.NotContains(t, a, attribute.Key("url.full"), "the URL's token is not recorded")
+		got := recv(t, parents, "the traceparent the receiver got")
+		assert.Equal(t, "00-"+c.SpanContext().TraceID().String()+"-"+c.SpanContext().SpanID().String()+"-01", got)
+	}
+	assert.Equal(t, int64(503), attrs(first)["http.response.status_code"].AsInt64())
+	assert.Equal(t, codes.Error, first.Status().Code)
+	assert.NotContains(t, attrs(first), attribute.Key("http.request.resend_count"))
+	assert.Equal(t, int64(200), attrs(second)["http.response.status_code"].AsInt64())
+	assert.Equal(t, int64(1), attrs(second)["http.request.resend_count"].AsInt64())
+	assert.NotEqual(t, codes.Error, second.Status().Code)
 }
