@@ -61,6 +61,9 @@ func (h *leanHTTP) echo(body []byte) call {
 
 // do sends the request on an idle connection (or a new one) and reads the response.
 func (h *leanHTTP) do(ctx context.Context) (int, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err // load cancels the other callers after a failure
+	}
 	var lc *leanConn
 	select {
 	case lc = <-h.idle:
@@ -72,9 +75,8 @@ func (h *leanHTTP) do(ctx context.Context) (int, []byte, error) {
 		}
 		lc = &leanConn{c: c, r: bufio.NewReaderSize(c, 4096)}
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = lc.c.SetDeadline(dl) // a net.Conn's SetDeadline fails only once closed; the write says so
-	}
+	dl, _ := ctx.Deadline()  // none: the zero time clears an earlier caller's
+	_ = lc.c.SetDeadline(dl) // a net.Conn's SetDeadline fails only once closed; the write says so
 	status, body, keep, err := lc.roundTrip(h.req)
 	if err != nil || !keep {
 		lc.c.Close()
@@ -100,6 +102,9 @@ func (h *leanHTTP) close() {
 	}
 }
 
+// maxLeanBody is the largest response body the load generator reads.
+const maxLeanBody = 1 << 20
+
 var errChunked = errors.New("load generator: a chunked response (want Content-Length)")
 
 // roundTrip writes req and reads one response: its status, body, and whether the connection
@@ -112,15 +117,17 @@ func (lc *leanConn) roundTrip(req []byte) (status int, body []byte, keep bool, e
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("reading the status line: %w", err)
 	}
-	// "HTTP/1.1 200 OK\r\n"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+	// "HTTP/1.1 200 OK\r\n": the code stands between spaces (or the end of the line).
+	if len(line) < 13 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' ||
+		(line[12] != ' ' && line[12] != '\r' && line[12] != '\n') {
 		return 0, nil, false, fmt.Errorf("malformed status line %q", line)
 	}
 	status, err = strconv.Atoi(string(line[9:12]))
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("malformed status line %q", line)
 	}
-	length, keep := -1, true
+	// HTTP/1.0 closes unless told otherwise; HTTP/1.1 keeps the connection unless told.
+	length, keep := -1, !bytes.HasPrefix(line, []byte("HTTP/1.0"))
 	for {
 		line, err := lc.r.ReadSlice('\n')
 		if err != nil {
@@ -142,15 +149,25 @@ func (lc *leanConn) roundTrip(req []byte) (status int, body []byte, keep bool, e
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			return status, nil, false, errChunked
-		case bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(value, []byte("close")):
-			keep = false
+		case bytes.EqualFold(name, []byte("Connection")):
+			for tok := range bytes.SplitSeq(value, []byte(",")) {
+				switch tok = bytes.TrimSpace(tok); {
+				case bytes.EqualFold(tok, []byte("close")):
+					keep = false
+				case bytes.EqualFold(tok, []byte("keep-alive")):
+					keep = true
+				}
+			}
 		}
 	}
 	if length < 0 && (status == 204 || status == 304) {
 		length = 0
 	}
-	if length < 0 {
+	switch {
+	case length < 0:
 		return status, nil, false, errors.New("load generator: a response without Content-Length")
+	case length > maxLeanBody:
+		return status, nil, false, fmt.Errorf("load generator: a %d-byte body, above %d", length, maxLeanBody)
 	}
 	body = make([]byte, length)
 	if _, err := io.ReadFull(lc.r, body); err != nil {

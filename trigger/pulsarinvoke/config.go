@@ -80,9 +80,9 @@ type Config struct {
 	// Defaults 3s and 1s.
 	SendTimeout   time.Duration
 	ProbeInterval time.Duration
-	// BatchingDelay is the producers' batching delay. Default 1ms. An invocation's input is
-	// sent at once (with whatever concurrent calls added to the batch meanwhile); the delay
-	// applies to messages of the topics route, which nobody waits on.
+	// BatchingDelay is the producers' batching delay, for messages of the topics route, which
+	// nobody waits on. Default 1ms. An invocation's input does not wait for it: it is sent at
+	// once, in its own batch (with any topics-route messages already queued).
 	BatchingDelay time.Duration
 
 	// Fallback is the default fallback mode; FallbackFor overrides it per function

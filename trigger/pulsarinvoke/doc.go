@@ -10,7 +10,8 @@
 // the request to its first input topic with the request's key and properties plus the
 // correlation properties of functions/pf/invocation: ID, ReplyTo (this invoker's reply topic),
 // Deadline (Unix ms), content-type, traceparent and tracestate. Producers are cached per
-// topic and batch with a short delay, so concurrent requests share batches. The call is
+// topic; an invocation's input is sent at once, not at the next batching tick (messages of
+// the topics route, which nobody waits on, are batched for Config.BatchingDelay). The call is
 // registered before the message is published, so no reply can beat it; at most
 // Config.MaxPending calls wait at once (beyond: trigger.ErrOverloaded, 429).
 //

@@ -68,7 +68,8 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 		inv.client, inv.ownClient = c, true
 	}
 	inv.health = &health{interval: cfg.ProbeInterval, now: time.Now}
-	inv.producers = &producers{client: inv.client, health: inv.health, m: map[string]*producerEntry{}, options: inv.producerOptions}
+	inv.producers = &producers{client: inv.client, health: inv.health, m: map[string]*producerEntry{}, options: inv.producerOptions,
+		sendBound: 2 * cfg.SendTimeout}
 
 	// Subscribe in a goroutine: Subscribe takes no ctx, and a broker that does not answer must
 	// not hold New beyond ctx.

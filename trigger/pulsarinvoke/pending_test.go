@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,4 +350,94 @@ func TestEmptyLastOutput(t *testing.T) {
 	require.True(t, ok)
 	assert.True(t, r.output)
 	assert.True(t, r.final)
+}
+
+// stubProducer answers Send with the next of its results; a nil channel entry blocks until
+// release is closed.
+type stubProducer struct {
+	pulsar.Producer // only Send, FlushWithCtx and Close are called
+	results         chan error
+	release         chan struct{}
+	sent            atomic.Int32
+}
+
+func (p *stubProducer) Send(ctx context.Context, _ *pulsar.ProducerMessage) (pulsar.MessageID, error) {
+	p.sent.Add(1)
+	err := <-p.results
+	if errors.Is(err, errBlock) {
+		select {
+		case <-p.release:
+			return nil, pulsar.ErrProducerClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return pulsar.EarliestMessageID(), err
+}
+func (p *stubProducer) FlushWithCtx(context.Context) error { return nil }
+func (p *stubProducer) Close()                             { close(p.release) }
+
+var errBlock = errors.New("block")
+
+func stubProducers(p pulsar.Producer) *producers {
+	e := &producerEntry{ready: make(chan struct{}), p: p}
+	close(e.ready)
+	return &producers{health: &health{interval: time.Minute, now: time.Now}, m: map[string]*producerEntry{"t": e}, sendBound: time.Minute}
+}
+
+// TestSendOpensTheBreaker: a send that fails marks Pulsar down, even when its caller left
+// before the receipt, and the next send fails at once without reaching the producer.
+func TestSendOpensTheBreaker(t *testing.T) {
+	t.Parallel()
+	p := &stubProducer{results: make(chan error, 4), release: make(chan struct{})}
+	ps := stubProducers(p)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	p.results <- nil
+	_, err := ps.send(ctx, "t", &pulsar.ProducerMessage{})
+	require.NoError(t, err)
+
+	// The caller gives up before the receipt; the receipt, a timeout, still opens the breaker.
+	gone, leave := context.WithCancel(ctx)
+	leave()
+	_, err = ps.send(gone, "t", &pulsar.ProducerMessage{})
+	assert.ErrorIs(t, err, context.Canceled, "a caller already gone publishes nothing")
+	assert.EqualValues(t, 1, p.sent.Load())
+
+	waiting, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { _, err := ps.send(waiting, "t", &pulsar.ProducerMessage{}); errc <- err }()
+	require.Eventually(t, func() bool { return p.sent.Load() == 2 }, time.Minute, time.Millisecond)
+	stop()
+	assert.ErrorIs(t, <-errc, context.Canceled)
+	p.results <- pulsar.ErrSendTimeout
+	require.Eventually(t, ps.health.isDown, time.Minute, time.Millisecond)
+
+	_, err = ps.send(ctx, "t", &pulsar.ProducerMessage{})
+	assert.ErrorIs(t, err, trigger.ErrUnavailable)
+	assert.EqualValues(t, 2, p.sent.Load(), "refused without reaching the producer")
+}
+
+// TestCloseWaitsForSends: close lets a send under way end before it closes the producer,
+// and a send that meets a closed producer is not an outage.
+func TestCloseWaitsForSends(t *testing.T) {
+	t.Parallel()
+	p := &stubProducer{results: make(chan error, 1), release: make(chan struct{})}
+	ps := stubProducers(p)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p.results <- errBlock
+	errc := make(chan error, 1)
+	go func() { _, err := ps.send(ctx, "t", &pulsar.ProducerMessage{}); errc <- err }()
+	require.Eventually(t, func() bool { return p.sent.Load() == 1 }, time.Minute, time.Millisecond)
+
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	assert.ErrorContains(t, ps.close(short), "sends still under way", "the blocked send held close up until its bound")
+	err := <-errc
+	assert.ErrorIs(t, err, errProducersClosed, "closing the producer answered the send")
+	assert.False(t, ps.health.isDown(), "a closed producer is not an outage")
+	_, err = ps.send(ctx, "t", &pulsar.ProducerMessage{})
+	assert.ErrorIs(t, err, errProducersClosed)
 }

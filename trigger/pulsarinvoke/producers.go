@@ -23,6 +23,9 @@ type producers struct {
 	m       map[string]*producerEntry
 	closed  bool
 	pending sync.WaitGroup // producer creations and sends (send) under way
+	// sendBound bounds a send's wait for its receipt (past SendTimeout, which starts only
+	// once the producer took the message).
+	sendBound time.Duration
 }
 
 type producerEntry struct {
@@ -81,9 +84,9 @@ func (ps *producers) create(topic string, e *producerEntry) {
 // send publishes m to topic and waits for the broker's receipt (or ctx). A failure to publish
 // is trigger.ErrUnavailable, except for messages that can never be sent (too large).
 //
-// The producer's batch goes out at once rather than at its next batching tick: a caller waits
-// on this message, and the batch holds only what concurrent calls added meanwhile. The send
-// outlives ctx (SendTimeout bounds it), so that its outcome still tells Pulsar's health.
+// The message goes out at once rather than at the producer's next batching tick, in its own
+// batch (with any topics-route messages already queued): a caller waits on it. The send
+// outlives ctx, bounded by sendBound, so that its outcome still tells Pulsar's health.
 func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerMessage) (pulsar.MessageID, error) {
 	if !ps.health.allow() {
 		return nil, errRetryShortly
@@ -98,13 +101,24 @@ func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerM
 	}
 	done := make(chan receipt, 1) // buffered: the sender never blocks, even after ctx ended
 	ps.mu.Lock()
-	if ps.closed {
+	switch {
+	case ps.closed:
 		ps.mu.Unlock()
 		return nil, errProducersClosed
+	case ctx.Err() != nil:
+		ps.mu.Unlock()
+		return nil, ctx.Err() // the caller is gone: publish nothing for it
 	}
 	ps.pending.Go(func() {
-		id, err := p.Send(context.WithoutCancel(ctx), m)
-		done <- receipt{id, ps.sendError(topic, err)}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ps.sendBound)
+		defer cancel()
+		id, err := p.Send(sctx, m)
+		if errors.Is(err, pulsar.ErrProducerClosed) {
+			err = errProducersClosed // shutting down, not an outage
+		} else {
+			err = ps.sendError(topic, err)
+		}
+		done <- receipt{id, err}
 	})
 	ps.mu.Unlock()
 	select {
@@ -150,7 +164,8 @@ func (ps *producers) sendError(topic string, err error) error {
 	}
 }
 
-// close flushes and closes every producer, bounded by ctx. Idempotent.
+// close waits for the sends under way, then flushes and closes every producer, bounded by
+// ctx. Idempotent.
 func (ps *producers) close(ctx context.Context) error {
 	ps.mu.Lock()
 	if ps.closed {
@@ -170,18 +185,20 @@ func (ps *producers) close(ctx context.Context) error {
 	}
 	ps.mu.Unlock()
 	var errs []error
-	for _, p := range list {
-		if err := p.FlushWithCtx(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flushing the producer of %s: %w", p.Topic(), err))
-		}
-		p.Close()
-	}
+	// Sends under way end first (each within sendBound), then the producers close: a send
+	// that reaches a closing producer may never be answered.
 	waited := make(chan struct{})
 	go func() { ps.pending.Wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("producer creations or sends still under way: %w", ctx.Err()))
+	}
+	for _, p := range list {
+		if err := p.FlushWithCtx(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing the producer of %s: %w", p.Topic(), err))
+		}
+		p.Close()
 	}
 	return errors.Join(errs...)
 }

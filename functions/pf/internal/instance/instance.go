@@ -258,7 +258,7 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 		intake.Wait()
 		fctx, cancel := context.WithTimeout(hardCtx, drainTimeout)
 		defer cancel()
-		if err := prods.flush(fctx); err != nil {
+		if err := errors.Join(prods.flush(fctx), replies.flush(fctx)); err != nil {
 			logger.Warn("flushing outputs", "err", err)
 		}
 		proc.inflight.Wait()
