@@ -638,7 +638,9 @@ func (o *outputs) send(ctx context.Context, out plugin.Output, final bool) {
 	if o.req.Correlated() {
 		o.replies.Output(m.Properties, final, "")
 	}
-	if o.req.ReplyTo != "" {
+	// A reply-to naming the output topic gets the output once, below: it carries the reply
+	// properties already.
+	if o.req.ReplyTo != "" && o.req.ReplyTo != o.r.f.m.Output {
 		o.publish(ctx, o.req.ReplyTo, m)
 	}
 	if o.r.f.m.Output == "" {

@@ -244,7 +244,9 @@ func (a *attempt) output(out call.Output, final bool, errText string) error {
 	if topic := p.cfg.Info.OutputTopic; topic != "" {
 		errs = append(errs, a.send(topic, false, m))
 	}
-	if a.req.ReplyTo != "" {
+	// A reply-to naming the output topic gets the output once: it carries the reply
+	// properties already.
+	if a.req.ReplyTo != "" && a.req.ReplyTo != p.cfg.Info.OutputTopic {
 		errs = append(errs, a.send(a.req.ReplyTo, true, m))
 	}
 	return errors.Join(errs...)

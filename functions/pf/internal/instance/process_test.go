@@ -376,3 +376,18 @@ func TestDispatchKeepsKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyToTheOutputTopic: a reply-to naming the output topic gets each output once,
+// carrying the reply properties.
+func TestReplyToTheOutputTopic(t *testing.T) {
+	t.Parallel()
+	out := &fakeOut{}
+	p := newTestProcessor(t, echo, out)
+	p.process(delivery{from: &fakeAcker{}, msg: input("m", map[string]string{invocation.ID: "inv-1", invocation.ReplyTo: "out"})})
+	p.inflight.Wait()
+	got := out.to("out")
+	require.Len(t, got, 1, "one message, not an output and a reply")
+	assert.Equal(t, "0", got[0].Properties[invocation.Seq])
+	assert.Equal(t, "true", got[0].Properties[invocation.Final])
+	assert.Empty(t, out.replyTopics())
+}
