@@ -88,10 +88,7 @@ func (ps *producers) create(topic string, e *producerEntry) {
 // batch (with any topics-route messages already queued): a caller waits on it. The send
 // outlives ctx, bounded by sendBound, so that its outcome still tells Pulsar's health.
 func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerMessage) (pulsar.MessageID, error) {
-	if !ps.health.allow() {
-		return nil, errRetryShortly
-	}
-	p, err := ps.get(ctx, topic)
+	p, err := ps.ready(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +110,7 @@ func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerM
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ps.sendBound)
 		defer cancel()
 		id, err := p.Send(sctx, m)
-		if errors.Is(err, pulsar.ErrProducerClosed) {
-			err = errProducersClosed // shutting down, not an outage
-		} else {
-			err = ps.sendError(topic, err)
-		}
-		done <- receipt{id, err}
+		done <- receipt{id, ps.sendError(topic, err)}
 	})
 	ps.mu.Unlock()
 	select {
@@ -132,10 +124,7 @@ func (ps *producers) send(ctx context.Context, topic string, m *pulsar.ProducerM
 // sendAsync hands m to topic's producer; cb gets the receipt (its error already mapped). The
 // returned error is for what failed before the message was handed over.
 func (ps *producers) sendAsync(ctx context.Context, topic string, m *pulsar.ProducerMessage, cb func(pulsar.MessageID, error)) error {
-	if !ps.health.allow() {
-		return errRetryShortly
-	}
-	p, err := ps.get(ctx, topic)
+	p, err := ps.ready(ctx, topic)
 	if err != nil {
 		return err
 	}
@@ -147,7 +136,16 @@ func (ps *producers) sendAsync(ctx context.Context, topic string, m *pulsar.Prod
 	return nil
 }
 
-// sendError maps a send result and records Pulsar's health.
+// ready returns topic's producer, unless the health breaker refuses sends for now.
+func (ps *producers) ready(ctx context.Context, topic string) (pulsar.Producer, error) {
+	if !ps.health.allow() {
+		return nil, errRetryShortly
+	}
+	return ps.get(ctx, topic)
+}
+
+// sendError maps a send result and records Pulsar's health. A producer closed under a send
+// is the invoker shutting down, not an outage.
 func (ps *producers) sendError(topic string, err error) error {
 	switch {
 	case err == nil:
@@ -155,6 +153,8 @@ func (ps *producers) sendError(topic string, err error) error {
 		return nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, pulsar.ErrProducerClosed):
+		return errProducersClosed
 	case errors.Is(err, pulsar.ErrMessageTooLarge), errors.Is(err, pulsar.ErrMetaTooLarge),
 		errors.Is(err, pulsar.ErrInvalidMessage), errors.Is(err, pulsar.ErrSchema):
 		return fmt.Errorf("publishing to %s: %w", topic, err)
