@@ -18,8 +18,9 @@ import (
 //	BENCH_PULSAR_ADMIN_URL  broker admin URL (default http://127.0.0.1:8080)
 //	BENCH_CPUPROFILE        if set, a CPU profile of this process (which runs the host runtime)
 //	                        while the host runtime at parallelism 1 drains its topic
-//	BENCH_ONLY              the parts to run, comma-separated: throughput, invoke, trigger, dev
-//	                        (default all; the memory section reports what the parts measured)
+//	BENCH_ONLY              the parts to run, comma-separated: throughput, invoke, trigger-http,
+//	                        trigger-pulsar, dev; trigger is both trigger parts (default all; the
+//	                        memory section reports what the parts measured)
 type Config struct {
 	// N is the number of messages each throughput contender drains.
 	N int
@@ -34,7 +35,7 @@ type Config struct {
 }
 
 // allParts are the parts of a run, in the order they run.
-var allParts = []string{"throughput", "invoke", "trigger", "dev"}
+var allParts = []string{"throughput", "invoke", "trigger-http", "trigger-pulsar", "dev"}
 
 // runs reports whether part is selected.
 func (c Config) runs(part string) bool { return slices.Contains(c.Parts, part) }
@@ -80,8 +81,12 @@ func fromEnv(env []string) (Config, error) {
 		c.Parts = nil
 		for p := range strings.SplitSeq(v, ",") {
 			p = strings.TrimSpace(p)
+			if p == "trigger" {
+				c.Parts = append(c.Parts, "trigger-http", "trigger-pulsar")
+				continue
+			}
 			if !slices.Contains(allParts, p) {
-				errs = append(errs, fmt.Errorf("BENCH_ONLY=%q: unknown part %q, want some of %s", v, p, strings.Join(allParts, ",")))
+				errs = append(errs, fmt.Errorf("BENCH_ONLY=%q: unknown part %q, want some of %s or trigger", v, p, strings.Join(allParts, ",")))
 				continue
 			}
 			c.Parts = append(c.Parts, p)

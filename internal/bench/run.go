@@ -84,12 +84,19 @@ func run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err error) 
 		}
 		rep.sections = append(rep.sections, inv)
 	}
-	if cfg.runs("trigger") {
-		trig, err := b.triggerBench(ctx)
+	if cfg.runs("trigger-http") {
+		sec, err := b.triggerEmbedded(ctx)
 		if err != nil {
 			return err
 		}
-		rep.sections = append(rep.sections, trig...)
+		rep.sections = append(rep.sections, sec)
+	}
+	if cfg.runs("trigger-pulsar") {
+		sec, err := b.triggerPulsar(ctx)
+		if err != nil {
+			return err
+		}
+		rep.sections = append(rep.sections, sec)
 	}
 	if cfg.runs("dev") {
 		if err := b.devMemory(ctx, mem); err != nil {

@@ -39,20 +39,6 @@ const (
 	trigStartTimeout  = time.Minute
 )
 
-// triggerBench runs the trigger measurements: embedded HTTP invoke, then sync invoke through
-// Pulsar. fnhost's own failures are MISS rows with notes; the baselines' failures end the run.
-func (b *bench) triggerBench(ctx context.Context) ([]*section, error) {
-	emb, err := b.triggerEmbedded(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := b.triggerPulsar(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return []*section{emb, ps}, nil
-}
-
 func trigSection(title string) *section {
 	return newSection(title, "p50", "p99", "req/s", "vs baseline", "target", "")
 }
