@@ -124,10 +124,21 @@ type record struct {
 	ev   pluginpb.Event
 	done pluginpb.Event_Done
 	d    pluginpb.Done
-	// For the pipeline's workers: the request and the invocation's context.
-	req    *pluginpb.InvokeRequest
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// The request, and the invocation's context.
+	req *pluginpb.InvokeRequest
+	ctx invocationCtx
+}
+
+// newRecord returns the record of req, its context set up: values and stream as
+// invocationCtx.init takes them.
+func newRecord(values, stream context.Context, req *pluginpb.InvokeRequest) *record {
+	rec := &record{req: req}
+	var deadline time.Time
+	if d := req.GetDeadlineUnixNano(); d != 0 {
+		deadline = time.Unix(0, d)
+	}
+	rec.ctx.init(values, stream, deadline)
+	return rec
 }
 
 // setDone fills in and returns the record's Done event.
@@ -138,31 +149,27 @@ func (r *record) setDone(kind pluginpb.ErrorKind, msg, stack string) *pluginpb.E
 	return &r.ev
 }
 
-// run runs one admitted invocation and hands over its events and Done. invCtx is the
-// invocation's context (cancelled by the host's Cancel); stream ends with the stream. rec is
-// the invocation's record, sk its sink (often rec.pipe).
-func (s *Server) run(invCtx, stream context.Context, req *pluginpb.InvokeRequest, rec *record, sk sink) {
+// run runs one admitted invocation and hands over its events and Done, then ends its
+// context. stream ends with the stream. rec is the invocation's record, sk its sink (often
+// rec.pipe).
+func (s *Server) run(stream context.Context, rec *record, sk sink) {
 	info, logger, prods := s.env()
 	rec.inv = invocation{sink: sk, stream: stream, logger: logger}
 	rec.env = env{info: info, logger: logger, producers: prods, inv: &rec.inv}
-	out, done := s.call(invCtx, req, rec)
+	out, done := s.call(rec)
 	s.release()
 	rec.inv.finish(out, done)
+	rec.ctx.cancel(context.Canceled) // over: a goroutine the function left sees it end
 	s.finished()
 }
 
 // call runs the handler and returns its returned output (nil for none) and Done, for run to
 // send together.
-func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, rec *record) (out *pluginpb.Output, done *pluginpb.Event) {
-	inv, e := &rec.inv, &rec.env
-	if d := req.GetDeadlineUnixNano(); d != 0 {
-		deadline := time.Unix(0, d)
-		if !time.Now().Before(deadline) {
-			return nil, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, call.ErrDeadline.Error(), "")
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, deadline, call.ErrDeadline)
-		defer cancel()
+func (s *Server) call(rec *record) (out *pluginpb.Output, done *pluginpb.Event) {
+	inv, e, req, ctx := &rec.inv, &rec.env, rec.req, &rec.ctx
+	if why := ctx.cause(); why != nil {
+		// Its deadline passed on the way, or it was cancelled already: do not start it.
+		return nil, rec.setDone(endKind(why), why.Error(), "")
 	}
 	rec.msg.fill(req, e.logger)
 	ci := &rec.ci
@@ -181,16 +188,10 @@ func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, rec *rec
 	result, err := s.h(ctx, e, ci)
 	if err != nil {
 		var pe *call.PanicError
-		switch {
-		case errors.As(err, &pe):
+		if errors.As(err, &pe) {
 			return nil, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_PANIC, err.Error(), string(pe.Stack))
-		case ctx.Err() != nil && errors.Is(context.Cause(ctx), call.ErrDeadline):
-			return nil, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_DEADLINE, err.Error(), "")
-		case ctx.Err() != nil:
-			return nil, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_CANCELED, err.Error(), "")
-		default:
-			return nil, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_USER, err.Error(), "")
 		}
+		return nil, rec.setDone(endKind(ctx.cause()), err.Error(), "")
 	}
 	if result != nil {
 		// The returned output goes out even if the deadline passed after the function
@@ -199,6 +200,18 @@ func (s *Server) call(ctx context.Context, req *pluginpb.InvokeRequest, rec *rec
 		out = &rec.out
 	}
 	return out, rec.setDone(pluginpb.ErrorKind_ERROR_KIND_NONE, "", "")
+}
+
+// endKind is the kind of a failed invocation whose context ended with cause (nil: it runs).
+func endKind(cause error) pluginpb.ErrorKind {
+	switch {
+	case cause == nil:
+		return pluginpb.ErrorKind_ERROR_KIND_USER
+	case errors.Is(cause, call.ErrDeadline):
+		return pluginpb.ErrorKind_ERROR_KIND_DEADLINE
+	default:
+		return pluginpb.ErrorKind_ERROR_KIND_CANCELED
+	}
 }
 
 func doneEvent(kind pluginpb.ErrorKind, msg, stack string) *pluginpb.Event {

@@ -354,9 +354,7 @@ func (s *Server) Invoke(req *pluginpb.InvokeRequest, stream pluginpb.Function_In
 	if err := s.admit(ctx); err != nil {
 		return admitStatus(err)
 	}
-	invCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	s.run(invCtx, ctx, req, &record{}, &unarySink{stream: stream})
+	s.run(ctx, newRecord(context.WithoutCancel(ctx), ctx, req), &unarySink{stream: stream})
 	return nil
 }
 
@@ -401,7 +399,8 @@ func (s *Server) pipeline(stream pipelineStream) error {
 	var (
 		wg      sync.WaitGroup // the workers
 		mu      sync.Mutex
-		running = map[uint64]context.CancelCauseFunc{}
+		running = map[uint64]*invocationCtx{}
+		values  = context.WithoutCancel(ctx)
 		// jobs hands invocations to idle workers; unbuffered, so that a send succeeds only
 		// when a worker waits. Workers are reused rather than started per invocation: a new
 		// goroutine grows its stack to the handler's depth every time, which profiled at
@@ -410,11 +409,10 @@ func (s *Server) pipeline(stream pipelineStream) error {
 		jobs = make(chan *record)
 	)
 	runJob := func(rec *record) {
-		s.run(rec.ctx, ctx, rec.req, rec, &rec.pipe)
+		s.run(ctx, rec, &rec.pipe)
 		mu.Lock()
 		delete(running, rec.pipe.id)
 		mu.Unlock()
-		rec.cancel(nil)
 	}
 	startJob := func(rec *record) {
 		select {
@@ -440,7 +438,8 @@ func (s *Server) pipeline(stream pipelineStream) error {
 				id := r.GetId()
 				switch x := r.GetRequest().(type) {
 				case *pluginpb.PipelineRequest_Invoke:
-					rec := &record{pipe: pipelineSink{id: id, out: out, stream: ctx}, req: x.Invoke}
+					rec := newRecord(values, ctx, x.Invoke)
+					rec.pipe = pipelineSink{id: id, out: out, stream: ctx}
 					if err := s.admit(ctx); err != nil {
 						if ctx.Err() != nil {
 							return ctx.Err()
@@ -450,15 +449,14 @@ func (s *Server) pipeline(stream pipelineStream) error {
 						_ = rec.pipe.finish(ctx, nil, doneEvent(pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE, err.Error(), ""))
 						continue
 					}
-					rec.ctx, rec.cancel = context.WithCancelCause(ctx)
 					mu.Lock()
-					running[id] = rec.cancel
+					running[id] = &rec.ctx
 					mu.Unlock()
 					startJob(rec)
 				case *pluginpb.PipelineRequest_Cancel:
 					mu.Lock()
 					if c := running[id]; c != nil {
-						c(errCanceled)
+						c.cancel(errCanceled)
 					}
 					mu.Unlock()
 				}
