@@ -18,6 +18,9 @@ import (
 // channel, its timer and its registration with the stream only when Done is first called;
 // until then Err works the state out from the clock and the stream.
 //
+// context.Cause of it, or of a context derived from it, is its Err (DeadlineExceeded or
+// Canceled): the specific causes stay inside the package (cause).
+//
 // Its zero value is not usable: init it first. It lives in the invocation's record.
 type invocationCtx struct {
 	values   context.Context // the stream's context without its cancellation: values only
@@ -30,6 +33,8 @@ type invocationCtx struct {
 	done  chan struct{} // made by the first Done, closed at the end
 	timer *time.Timer   // fires at the deadline; started by the first Done
 	stop  func() bool   // undoes the registration with the stream; set by the first Done
+	// afters are the functions of contexts derived from c, run at its end (AfterFunc).
+	afters []*afterFunc
 }
 
 var _ context.Context = (*invocationCtx)(nil)
@@ -64,19 +69,56 @@ func (c *invocationCtx) Err() error {
 func (c *invocationCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.arm()
+	return c.done
+}
+
+// AfterFunc lets contexts derived from c (context.WithCancel, WithTimeout…) follow its end
+// without a goroutine each, as they follow the standard library's contexts: f runs in a
+// goroutine of its own once c has ended.
+func (c *invocationCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.arm()
+	a := &afterFunc{f: f}
+	if c.err != nil {
+		a.ran = true
+		go f()
+	} else {
+		c.afters = append(c.afters, a)
+	}
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		stopped := !a.ran
+		a.ran = true
+		return stopped
+	}
+}
+
+type afterFunc struct {
+	f   func()
+	ran bool // run or stopped; under the context's mu
+}
+
+// String implements fmt.Stringer, so that printing c reads nothing unlocked.
+func (c *invocationCtx) String() string { return "pluginserve.invocationCtx" }
+
+// arm makes the Done channel and starts what closes it: a timer for the deadline and a
+// registration with the stream. Once is enough. c.mu is held.
+func (c *invocationCtx) arm() {
 	if c.done != nil {
-		return c.done
+		return
 	}
 	c.done = make(chan struct{})
 	if c.check(); c.err != nil {
 		close(c.done) // it ended before anyone asked
-		return c.done
+		return
 	}
 	if !c.deadline.IsZero() {
 		c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.end(context.DeadlineExceeded, call.ErrDeadline) })
 	}
-	c.stop = context.AfterFunc(c.stream, func() { c.end(context.Canceled, context.Cause(c.stream)) })
-	return c.done
+	c.stop = context.AfterFunc(c.stream, func() { c.end(c.stream.Err(), context.Cause(c.stream)) })
 }
 
 // cause reports why c ended; nil while it runs.
@@ -100,10 +142,10 @@ func (c *invocationCtx) end(err, cause error) {
 func (c *invocationCtx) check() {
 	switch {
 	case c.err != nil:
+	case c.stream.Err() != nil:
+		c.endLocked(c.stream.Err(), context.Cause(c.stream))
 	case !c.deadline.IsZero() && !time.Now().Before(c.deadline):
 		c.endLocked(context.DeadlineExceeded, call.ErrDeadline)
-	case c.stream.Err() != nil:
-		c.endLocked(context.Canceled, context.Cause(c.stream))
 	}
 }
 
@@ -123,4 +165,11 @@ func (c *invocationCtx) endLocked(err, cause error) {
 	if c.stop != nil {
 		c.stop()
 	}
+	for _, a := range c.afters {
+		if !a.ran {
+			a.ran = true
+			go a.f()
+		}
+	}
+	c.afters = nil
 }

@@ -3,6 +3,7 @@ package pluginserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -94,4 +95,24 @@ func TestEndKind(t *testing.T) {
 	assert.Equal(t, "ERROR_KIND_USER", endKind(nil).String())
 	assert.Equal(t, "ERROR_KIND_DEADLINE", endKind(call.ErrDeadline).String())
 	assert.Equal(t, "ERROR_KIND_CANCELED", endKind(errCanceled).String())
+}
+
+func TestInvocationCtxAfterFunc(t *testing.T) {
+	t.Parallel()
+	c := newInvocationCtx(context.Background(), time.Time{})
+	ran := make(chan struct{})
+	c.AfterFunc(func() { close(ran) })
+	stopped := c.AfterFunc(func() { t.Error("a stopped function ran") })
+	assert.True(t, stopped(), "stopped before the end")
+	assert.False(t, stopped(), "stopped once")
+	c.cancel(errCanceled)
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the function registered with AfterFunc did not run")
+	}
+	late := make(chan struct{})
+	assert.False(t, c.AfterFunc(func() { close(late) })(), "after the end it runs at once")
+	<-late
+	assert.Equal(t, "pluginserve.invocationCtx", fmt.Sprint(c))
 }
