@@ -169,19 +169,25 @@ func invokeIn(ctx context.Context, t *testing.T, base, url, mode string, ex exam
 	resp, body := post(t, url, ex.in, append(header, "Prefer", "respond-async")...)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	id := resp.Header.Get("X-Invocation-Id")
-	// Following its events waits, within ctx, for the end; then the record is final.
+	// Following its events waits, within ctx, for the end. The record is read through a
+	// table view that may trail the events by a moment: wait for it to leave "running".
 	_, _ = followEvents(ctx, t, base+"/v1/invocations/"+id+"/events")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/invocations/"+id, nil)
-	require.NoError(t, err)
-	r, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer r.Body.Close()
-	var rec struct {
+	type record struct {
 		Status  string            `json:"status"`
 		Outputs json.RawMessage   `json:"outputs"`
 		Error   map[string]string `json:"error"`
 	}
-	require.NoError(t, json.NewDecoder(r.Body).Decode(&rec))
+	var rec record
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		rec = record{}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/invocations/"+id, nil)
+		require.NoError(c, err)
+		r, err := http.DefaultClient.Do(req)
+		require.NoError(c, err)
+		defer r.Body.Close()
+		require.NoError(c, json.NewDecoder(r.Body).Decode(&rec))
+		assert.NotEqual(c, "running", rec.Status, "invocation %s", id)
+	}, 30*time.Second, 100*time.Millisecond)
 	if rec.Status == "failed" {
 		return nil, rec.Error["message"]
 	}
