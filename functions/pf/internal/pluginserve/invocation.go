@@ -133,11 +133,7 @@ type record struct {
 // invocationCtx.init takes them.
 func newRecord(values, stream context.Context, req *pluginpb.InvokeRequest) *record {
 	rec := &record{req: req}
-	var deadline time.Time
-	if d := req.GetDeadlineUnixNano(); d != 0 {
-		deadline = time.Unix(0, d)
-	}
-	rec.ctx.init(values, stream, deadline)
+	rec.ctx.init(values, stream, fromUnixNano(req.GetDeadlineUnixNano()))
 	return rec
 }
 
