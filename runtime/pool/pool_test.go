@@ -49,6 +49,16 @@ func testBinary(t *testing.T, version string) string {
 	return b.path
 }
 
+// copyExecutable copies src to dst through cp, so that this process never
+// holds dst open for writing. Other tests fork plugins at any moment, and a
+// child forked while this process writes dst keeps the write descriptor until
+// it execs; starting dst then fails with "text file busy" (Go issue 22315).
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	out, err := exec.Command("cp", src, dst).CombinedOutput()
+	require.NoError(t, err, "cp %s %s: %s", src, dst, out)
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	buildOnce.Range(func(_, v any) bool {
@@ -236,17 +246,17 @@ func TestSlotMarkedFailed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "fn")
-	src, err := os.ReadFile(testBinary(t, "v1"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(bin, src, 0o755))
+	copyExecutable(t, testBinary(t, "v1"), bin)
 	p := startPool(t, Config{Binary: bin, FailAfter: 2, MaxRestartBackoff: 200 * time.Millisecond})
 
 	// From now on the binary cannot start; crash the running process.
+	broken := filepath.Join(dir, "broken")
+	require.NoError(t, os.WriteFile(broken, []byte("#!/bin/sh\nexit 1\n"), 0o755))
 	require.NoError(t, os.Remove(bin))
-	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\nexit 1\n"), 0o755))
+	copyExecutable(t, broken, bin)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = call(ctx, p, "exit")
+	_, err := call(ctx, p, "exit")
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.Eventually(t, func() bool { return p.Status().Slots[0].State == Failed }, 30*time.Second, 10*time.Millisecond)
 	assert.NotEmpty(t, p.Status().Slots[0].LastError)
