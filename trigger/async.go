@@ -178,7 +178,7 @@ func (s *Server) runAsync(base context.Context, cancel context.CancelFunc, fn Fu
 		rec.Outputs, attempt = nil, res.Attempt // the retry that ended it emitted none
 	}
 	rec.Attempt = attempt
-	end := outcome(ctx, res, err, req.ID, int64(len(rec.Outputs)))
+	end := outcome(req, res, err, int64(len(rec.Outputs)))
 	end.Attempt = attempt
 	cancelInvoke()
 	finished := time.Now()

@@ -105,6 +105,9 @@ func (f *fakeInvoker) Invoke(ctx context.Context, fn Function, req *Request, emi
 			}
 		}()
 	}
+	// As Invoker requires, req.Deadline bounds the invocation whatever ctx carries.
+	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
+	defer cancel()
 	return h(ctx, req, emit)
 }
 

@@ -27,8 +27,11 @@ type Invoker interface {
 	// error (the caller went away, or the trigger refuses more output) the invoker stops the
 	// invocation as soon as it can and returns that error, wrapped.
 	//
-	// ctx carries the deadline (also in req.Deadline) and is cancelled when the caller goes away;
-	// the invoker passes both on to the function.
+	// req.Deadline is the invocation's deadline: the invoker passes it on to the function and
+	// returns by then whatever the function does (ctx.Err()-like: context.DeadlineExceeded,
+	// wrapped). ctx is cancelled when the caller goes away, which the invoker passes on too; it
+	// may or may not carry the deadline as well (a synchronous call's does not, to save a
+	// timer and a context per call).
 	//
 	// The returned error is for the invocation machinery: ErrFunctionNotFound, ErrUnavailable,
 	// ErrOverloaded (wrapped or not), ctx.Err(), or anything else (500). A function that ran and
@@ -80,7 +83,7 @@ type Request struct {
 	// Key is the message key, from X-Message-Key; empty when not given.
 	Key string
 	// Properties are the message properties from X-Message-Property-<name> headers. Names are
-	// lower case (HTTP header names are case-insensitive). Never nil.
+	// lower case (HTTP header names are case-insensitive). Nil when there are none.
 	Properties map[string]string
 	// ContentType is the request's Content-Type, empty when not given.
 	ContentType string

@@ -35,7 +35,7 @@ func (a hostInvoker) Invoke(ctx context.Context, fn trigger.Function, req *trigg
 	now := time.Now()
 	preq := &plugin.Request{
 		Payload: req.Payload, Key: req.Key, Properties: props, Topic: "http",
-		EventTime: now, PublishTime: now, Deadline: req.Deadline,
+		EventTime: now, PublishTime: now, Deadline: req.Deadline, EnforceDeadline: true,
 	}
 	res, err := a.h.Invoke(ctx, fn.String(), preq, func(e plugin.Event) error {
 		if e.Kind != plugin.EventOutput {

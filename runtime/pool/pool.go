@@ -259,14 +259,19 @@ func (p *Pool) currentBinary() string {
 }
 
 // Invoke runs req on one of the pool's processes (round robin), calling fn for each event. It
-// waits, bounded by ctx, for a process when none is running. It returns the slot that ran the
+// waits, bounded by ctx (and by req.Deadline when req.EnforceDeadline), for a process when
+// none is running. It returns the slot that ran the
 // invocation. An error wrapping ErrUnavailable means the invocation produced no result.
 func (p *Pool) Invoke(ctx context.Context, req *plugin.Request, fn func(plugin.Event) error) (plugin.Result, int, error) {
 	s := p.slots[int(p.next.Add(1)-1)%len(p.slots)]
 	// A process that a reload is draining refuses new invocations without running them: such
 	// an invocation is sent again, to the process that replaced it.
+	var deadline time.Time // bounds the wait for a process, as it bounds the invocation
+	if req.EnforceDeadline {
+		deadline = req.Deadline
+	}
 	for attempt := 0; ; attempt++ {
-		proc, err := s.get(ctx)
+		proc, err := s.get(ctx, deadline)
 		if err != nil {
 			return plugin.Result{}, s.idx, fmt.Errorf("%w: instance %d: %w", ErrUnavailable, s.idx, err)
 		}
@@ -390,8 +395,15 @@ func (s *slot) watch() (*plugin.Process, <-chan struct{}) {
 	return s.proc, s.swapped
 }
 
-// get returns the running process, waiting for one bounded by ctx.
-func (s *slot) get(ctx context.Context) (*plugin.Process, error) {
+// get returns the running process, waiting for one bounded by ctx and by deadline (none when
+// zero).
+func (s *slot) get(ctx context.Context, deadline time.Time) (*plugin.Process, error) {
+	var timer *time.Timer // made on the first wait
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		s.mu.Lock()
 		proc, ready, state := s.proc, s.ready, s.state
@@ -402,10 +414,19 @@ func (s *slot) get(ctx context.Context) (*plugin.Process, error) {
 		if state == Stopped {
 			return nil, ErrClosed
 		}
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			if timer == nil {
+				timer = time.NewTimer(time.Until(deadline))
+			}
+			expired = timer.C
+		}
 		select {
 		case <-ready:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for a process (%s): %w", state, context.Cause(ctx))
+		case <-expired:
+			return nil, fmt.Errorf("waiting for a process (%s): %w", state, context.DeadlineExceeded)
 		}
 	}
 }

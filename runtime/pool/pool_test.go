@@ -265,6 +265,11 @@ func TestSlotMarkedFailed(t *testing.T) {
 	defer cancelShort()
 	_, err = call(short, p, "x")
 	assert.ErrorIs(t, err, ErrUnavailable, "no process: the caller's deadline ends the wait")
+
+	_, _, err = p.Invoke(context.Background(), &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(50 * time.Millisecond), EnforceDeadline: true},
+		func(plugin.Event) error { return nil })
+	assert.ErrorIs(t, err, ErrUnavailable, "no process: an enforced deadline ends the wait")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 func TestCloseIsIdempotent(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -76,13 +77,27 @@ type pendingCall struct {
 	req    pluginpb.PipelineRequest
 	invoke pluginpb.PipelineRequest_Invoke
 	body   pluginpb.InvokeRequest
+	// deadline fires at the deadline of a Request.EnforceDeadline invocation; stopped
+	// whenever the call is not waiting. One per call, recycled with it: a
+	// context.WithDeadline per invocation costs a timer, a context and a registration with
+	// the caller's context.
+	deadline *time.Timer
+}
+
+// arm starts pc's timer for deadline and returns its channel.
+func (pc *pendingCall) arm(deadline time.Time) <-chan time.Time {
+	pc.deadline.Reset(time.Until(deadline))
+	return pc.deadline.C
 }
 
 // callPool recycles the pendingCalls of invocations that ended with Done: their two channels
 // are most of an invocation's allocations on the host. An abandoned call is not recycled,
 // because the receiver may still select on it.
 var callPool = sync.Pool{New: func() any {
-	return &pendingCall{events: make(chan *pluginpb.Event, eventBuffer), abandoned: make(chan struct{})}
+	pc := &pendingCall{events: make(chan *pluginpb.Event, eventBuffer), abandoned: make(chan struct{})}
+	pc.deadline = time.NewTimer(time.Hour)
+	pc.deadline.Stop()
+	return pc
 }}
 
 // requestQueue hands requests from Invoke calls to the sender without a rendezvous: callers
@@ -275,10 +290,11 @@ func (c *Client) MaxInFlight() int {
 // cancels the invocation and is returned, wrapped.
 //
 // Invoke blocks while the plugin already runs MaxInFlight invocations (backpressure), until
-// the function finishes, or until ctx is done. The deadline sent to the plugin is
-// req.Deadline, or else ctx's deadline. When ctx ends first, Invoke cancels the invocation in
-// the plugin and returns ctx's error at once; the plugin's slot stays taken until the function
-// returns.
+// the function finishes, or until ctx is done (or, with req.EnforceDeadline, the deadline
+// passes). The deadline sent to the plugin is req.Deadline, or else ctx's deadline. When ctx
+// ends (or the enforced deadline passes) first, Invoke cancels the invocation in the plugin
+// and returns at once with ctx's error (or context.DeadlineExceeded); the plugin's slot stays
+// taken until the function returns.
 //
 // The error is nil when the function ran, whatever its outcome: see Result.Kind and
 // Result.Err. Otherwise it is ctx's error, fn's, ErrDraining, ErrClosed, ErrNotConfigured, or
@@ -297,11 +313,23 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 	if deadline.IsZero() {
 		deadline, _ = ctx.Deadline()
 	}
+	pc := callPool.Get().(*pendingCall)
+	var expired <-chan time.Time // never ready unless the deadline is enforced
+	if req.EnforceDeadline && !deadline.IsZero() {
+		expired = pc.arm(deadline)
+	}
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
+		pc.deadline.Stop()
+		callPool.Put(pc)
 		return Result{}, fmt.Errorf("waiting for an invocation slot: %w", context.Cause(ctx))
+	case <-expired:
+		callPool.Put(pc)
+		return Result{}, fmt.Errorf("waiting for an invocation slot: %w", context.DeadlineExceeded)
 	case <-c.broken:
+		pc.deadline.Stop()
+		callPool.Put(pc)
 		return Result{}, c.brokenErr
 	}
 
@@ -309,11 +337,12 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 	if c.draining {
 		c.mu.Unlock()
 		<-slots
+		pc.deadline.Stop()
+		callPool.Put(pc)
 		return Result{}, ErrDraining
 	}
 	c.nextID++
 	id := c.nextID
-	pc := callPool.Get().(*pendingCall)
 	c.pending[id] = pc
 	c.mu.Unlock()
 
@@ -332,7 +361,11 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 		case <-ctx.Done():
 			c.abandon(id, pc)
 			return Result{}, fmt.Errorf("invoking: %w", context.Cause(ctx))
+		case <-expired:
+			c.abandon(id, pc)
+			return Result{}, fmt.Errorf("invoking: %w", context.DeadlineExceeded)
 		case <-c.broken:
+			pc.deadline.Stop()
 			// Events received before the break are still good; Done among them settles it.
 			select {
 			case ev = <-pc.events:
@@ -347,11 +380,13 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 			res.Outputs++
 			if err := fn(Event{Kind: EventOutput, Output: convertOutput(o)}); err != nil {
 				// Done is here: the plugin holds nothing of it any more, so nothing to cancel.
+				pc.deadline.Stop()
 				return Result{}, fmt.Errorf("handling an event of the invocation: %w", err)
 			}
 		}
 		if done {
 			// The receiver is done with pc: it removed it from pending before sending Done.
+			pc.deadline.Stop()
 			pc.body = pluginpb.InvokeRequest{} // let the caller's payload go
 			callPool.Put(pc)
 			if ev.GetDone().GetKind() == pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE {
@@ -413,6 +448,7 @@ func convertOutput(o *pluginpb.Output) Output {
 // abandon is called by an Invoke that returns before Done: its later events are dropped and
 // the plugin is asked to cancel it. The slot is released when Done arrives.
 func (c *Client) abandon(id uint64, pc *pendingCall) {
+	pc.deadline.Stop()
 	close(pc.abandoned)
 	c.mu.Lock()
 	_, ok := c.pending[id]

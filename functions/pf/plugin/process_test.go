@@ -262,6 +262,21 @@ func TestDeadline(t *testing.T) {
 	assert.Less(t, time.Since(began), wait/2)
 }
 
+func TestEnforcedDeadline(t *testing.T) {
+	t.Parallel()
+	p := start(t, "fn", plugin.Config{})
+	ctx := testCtx(t)
+	// The function ignores its context, so only the host can end the call at the deadline.
+	_, err := p.Invoke(ctx, &plugin.Request{Payload: []byte("stuck"), Deadline: time.Now().Add(100 * time.Millisecond), EnforceDeadline: true},
+		func(plugin.Event) error { return nil })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// An enforced deadline that the function honours: the plugin's own answer still counts.
+	res, err := p.Invoke(ctx, &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(wait), EnforceDeadline: true},
+		func(plugin.Event) error { return nil })
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+}
+
 func TestKill9DuringInvocations(t *testing.T) {
 	t.Parallel()
 	p := start(t, "fn", plugin.Config{})

@@ -74,6 +74,11 @@ type Request struct {
 	// passed to Invoke, if it has one. An input already past its deadline is not run: the
 	// Result has KindDeadline.
 	Deadline time.Time
+	// EnforceDeadline makes Invoke end at Deadline by itself, with context.DeadlineExceeded,
+	// as if ctx carried it, even when the function ignores its context: a caller saves a
+	// context.WithDeadline per call. Without it, Invoke waits for the plugin, which ends the
+	// invocation at the deadline (KindDeadline) once the function returns.
+	EnforceDeadline bool
 }
 
 // fill sets p, a zero message, to r with deadline.

@@ -5,6 +5,7 @@
 //	error     fails with "bad input"
 //	panic     panics with "boom"
 //	hang      blocks until its context ends
+//	stuck     ignores its context: returns "late" after a minute
 //	config    returns its userConfig (as JSON) and its fully qualified name
 //	ack       acks its input (processingGuarantees MANUAL)
 //	metric    records the metric "m" = 2
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fnhost/fnhost/functions/pf"
 )
@@ -49,6 +51,9 @@ func handle(ctx context.Context, in []byte) ([]byte, error) {
 	case s == "hang":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case s == "stuck":
+		<-time.After(time.Minute) // what is tested: a function deaf to its deadline
+		return []byte("late"), nil
 	case s == "config":
 		b, err := json.Marshal(fc.GetUserConfMap())
 		if err != nil {
