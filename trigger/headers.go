@@ -24,9 +24,9 @@ const (
 	headerOutputCount  = "X-Output-Count"
 	headerSignature    = "X-Fnhost-Signature"
 	headerAttempt      = "X-Fnhost-Attempt"
-	headerLastEventID  = "Last-Event-ID"
-	// The W3C names are lower case; http.Header keys are canonical, and giving them so spares
-	// the canonicalization (an allocation) on every lookup.
+	headerLastEventID  = "Last-Event-Id" // the SSE spec writes Last-Event-ID
+	// The W3C names are lower case. http.Header keys are canonical, and giving every name so
+	// spares the canonicalization (an allocation) on every lookup.
 	headerTraceParent = "Traceparent"
 	headerTraceState  = "Tracestate"
 )
@@ -95,9 +95,9 @@ func reservedProperty(name string) bool {
 // parseProperties collects X-Message-Property-<name> headers. Names are lower-cased: HTTP
 // header names are case-insensitive (HTTP/2 sends them in lower case), so the case a client
 // typed cannot be kept. A name must be given once, must not be reserved, and values must be
-// UTF-8 without control characters.
+// UTF-8 without control characters. The map is nil when there are none.
 func parseProperties(h http.Header) (map[string]string, error) {
-	props := map[string]string{}
+	var props map[string]string
 	for k, vs := range h {
 		if len(k) < len(headerPropPrefix) || !strings.EqualFold(k[:len(headerPropPrefix)], headerPropPrefix) {
 			continue
@@ -119,6 +119,9 @@ func parseProperties(h http.Header) (map[string]string, error) {
 		}
 		if _, dup := props[name]; dup {
 			return nil, fmt.Errorf("header %s: property %q given more than once", k, name)
+		}
+		if props == nil {
+			props = make(map[string]string)
 		}
 		props[name] = vs[0]
 		if len(props) > maxProperties {

@@ -10,6 +10,14 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	t.Parallel()
+	for _, h := range []string{headerKey, headerPropPrefix, headerTimeout, headerCallbackURL, headerInvocationID,
+		headerOutputCount, headerSignature, headerAttempt, headerLastEventID, headerTraceParent, headerTraceState} {
+		assert.Equal(t, http.CanonicalHeaderKey(h), h, "a lookup of %s would canonicalize it every time", h)
+	}
+}
+
 func TestParseTimeout(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
