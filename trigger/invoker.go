@@ -87,7 +87,8 @@ type Request struct {
 	Properties map[string]string
 	// ContentType is the request's Content-Type, empty when not given.
 	ContentType string
-	// Deadline is the absolute deadline of the invocation (also ctx's deadline).
+	// Deadline is the absolute deadline of the invocation, which the Invoker enforces; the
+	// ctx given with the request may carry it too (see Invoker.Invoke).
 	Deadline time.Time
 	// TraceParent and TraceState are the W3C trace context the invocation continues, empty
 	// when there is none: with tracing on, the trigger's SERVER span for this request (a child

@@ -33,6 +33,8 @@ func (a hostInvoker) Invoke(ctx context.Context, fn trigger.Function, req *trigg
 		props[invocation.TraceState] = req.TraceState
 	}
 	now := time.Now()
+	// EnforceDeadline: the trigger's synchronous calls come with a ctx that does not carry
+	// req.Deadline (trigger.Invoker), so the plugin client bounds the call by it.
 	preq := &plugin.Request{
 		Payload: req.Payload, Key: req.Key, Properties: props, Topic: "http",
 		EventTime: now, PublishTime: now, Deadline: req.Deadline, EnforceDeadline: true,

@@ -266,7 +266,10 @@ func TestSlotMarkedFailed(t *testing.T) {
 	_, err = call(short, p, "x")
 	assert.ErrorIs(t, err, ErrUnavailable, "no process: the caller's deadline ends the wait")
 
-	_, _, err = p.Invoke(context.Background(), &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(50 * time.Millisecond), EnforceDeadline: true},
+	// Only against a hang, and with a cause of its own: only the enforced deadline gives DeadlineExceeded.
+	bounded, cancelBounded := context.WithTimeoutCause(context.Background(), time.Minute, errors.New("the enforced deadline did not end the wait"))
+	defer cancelBounded()
+	_, _, err = p.Invoke(bounded, &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(50 * time.Millisecond), EnforceDeadline: true},
 		func(plugin.Event) error { return nil })
 	assert.ErrorIs(t, err, ErrUnavailable, "no process: an enforced deadline ends the wait")
 	assert.ErrorIs(t, err, context.DeadlineExceeded)

@@ -166,7 +166,8 @@ func (inv *Invoker) Ready(context.Context) error {
 // properties and hands over the replies that come back on the reply topic, in seq order, until
 // the final one (see the package doc for the fallback on the output topic).
 func (inv *Invoker) Invoke(ctx context.Context, fn trigger.Function, req *trigger.Request, emit func(trigger.Output) error) (trigger.Result, error) {
-	if !req.Deadline.IsZero() {
+	// The deadline bounds the call, whether or not ctx carries it (a synchronous one's does not).
+	if d, ok := ctx.Deadline(); !req.Deadline.IsZero() && (!ok || d.After(req.Deadline)) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
 		defer cancel()

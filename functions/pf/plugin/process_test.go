@@ -265,16 +265,33 @@ func TestDeadline(t *testing.T) {
 func TestEnforcedDeadline(t *testing.T) {
 	t.Parallel()
 	p := start(t, "fn", plugin.Config{})
-	ctx := testCtx(t)
+	// Only against a hang, and with a cause of its own: only an enforced deadline gives
+	// DeadlineExceeded.
+	ctx, cancel := context.WithTimeoutCause(context.Background(), wait, errors.New("the enforced deadline did not end the call"))
+	defer cancel()
 	// The function ignores its context, so only the host can end the call at the deadline.
 	_, err := p.Invoke(ctx, &plugin.Request{Payload: []byte("stuck"), Deadline: time.Now().Add(100 * time.Millisecond), EnforceDeadline: true},
 		func(plugin.Event) error { return nil })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	// An enforced deadline that the function honours: the plugin's own answer still counts.
-	res, err := p.Invoke(ctx, &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(wait), EnforceDeadline: true},
+
+	// A call that ends well before its enforced deadline leaves no timer behind: the next call,
+	// likely on the recycled pendingCall, runs to its own deadline, not the first one's.
+	res, err := p.Invoke(ctx, &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(50 * time.Millisecond), EnforceDeadline: true},
 		func(plugin.Event) error { return nil })
 	require.NoError(t, err)
 	require.NoError(t, res.Err())
+	began := time.Now()
+	const long = 300 * time.Millisecond
+	res, err = p.Invoke(ctx, &plugin.Request{Payload: []byte("hang"), Deadline: began.Add(long), EnforceDeadline: true},
+		func(plugin.Event) error { return nil })
+	// A function that honours its context: the plugin's own answer or the host's, whichever
+	// comes first at the deadline, and never before it.
+	if err == nil {
+		assert.Equal(t, plugin.KindDeadline, res.Kind)
+	} else {
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	assert.GreaterOrEqual(t, time.Since(began), long)
 }
 
 func TestKill9DuringInvocations(t *testing.T) {
