@@ -40,7 +40,7 @@ func (s *Server) handleFunctions(c *gin.Context) {
 
 // handleFunction serves GET /v1/functions/:tenant/:namespace/:name.
 func (s *Server) handleFunction(c *gin.Context) {
-	fn := Function{Tenant: c.Param("tenant"), Namespace: c.Param("namespace"), Name: c.Param("name")}
+	fn := functionParams(c)
 	if e := checkNames(fn.Tenant, fn.Namespace, fn.Name); e != nil {
 		s.writeError(c, e)
 		return
@@ -52,7 +52,6 @@ func (s *Server) handleFunction(c *gin.Context) {
 	}
 	for _, fi := range fis {
 		if fi.Function == fn {
-			c.Set(keyFunction, fn.String())
 			c.JSON(http.StatusOK, viewOf(fi))
 			return
 		}

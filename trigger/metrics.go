@@ -1,6 +1,7 @@
 package trigger
 
 import (
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -27,8 +28,9 @@ type metrics struct {
 
 // requestLabels are the labels of one request's metrics.
 type requestLabels struct {
-	route, fn string
-	status    int
+	route  string
+	fn     Function // zero: none
+	status int
 }
 
 type requestChild struct {
@@ -41,9 +43,13 @@ func (m *metrics) request(l requestLabels) *requestChild {
 	if c, ok := m.requestChildren.Load(l); ok {
 		return c.(*requestChild)
 	}
+	fn := ""
+	if l.fn.Name != "" {
+		fn = l.fn.String()
+	}
 	c := &requestChild{
-		count:    m.requests.WithLabelValues(l.route, l.fn, strconv.Itoa(l.status)),
-		duration: m.duration.WithLabelValues(l.route, l.fn),
+		count:    m.requests.WithLabelValues(l.route, fn, strconv.Itoa(l.status)),
+		duration: m.duration.WithLabelValues(l.route, fn),
 	}
 	actual, _ := m.requestChildren.LoadOrStore(l, c)
 	return actual.(*requestChild)
@@ -94,6 +100,20 @@ func newMetrics(asyncRunning func() float64) *metrics {
 	return m
 }
 
+// functionLabel returns the function a request named, for the function label of metrics and
+// spans; zero when its route names none, or when the request was rejected: names from rejected
+// requests (malformed, unknown, unauthorised) must not grow the label set. On the details
+// route only a function the catalogue listed counts.
+func functionLabel(c *gin.Context, route string, status int) Function {
+	switch {
+	case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
+		return Function{}
+	case route == routeInvoke, route == routeInvokeShort, route == routeFunction && status == http.StatusOK:
+		return functionParams(c)
+	}
+	return Function{}
+}
+
 // instrument counts and times every request.
 func (s *Server) instrument(c *gin.Context) {
 	m := s.metrics
@@ -109,11 +129,7 @@ func (s *Server) instrument(c *gin.Context) {
 		if v, ok := c.Get(keyStatus); ok {
 			status = v.(int)
 		}
-		fn := c.GetString(keyFunction)
-		if status >= 400 && status < 500 && status != 429 {
-			fn = "" // names from rejected requests (unknown, malformed) must not grow the label set
-		}
-		ch := m.request(requestLabels{route: route, fn: fn, status: status})
+		ch := m.request(requestLabels{route: route, fn: functionLabel(c, route, status), status: status})
 		ch.count.Inc()
 		ch.duration.Observe(time.Since(start).Seconds())
 	}()

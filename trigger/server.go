@@ -20,10 +20,16 @@ import (
 //go:embed openapi.yaml
 var openAPI []byte
 
-// gin context keys.
+// keyStatus is the gin context key of the status to record when the written one does not tell
+// (streams).
+const keyStatus = "fnhost.status"
+
+// The routes that name a function: the function label of metrics and spans comes from their
+// parameters (see functionLabel).
 const (
-	keyFunction = "fnhost.function" // tenant/namespace/name, for metrics
-	keyStatus   = "fnhost.status"   // status to record when the written one does not tell (streams)
+	routeInvoke      = "/v1/functions/:tenant/:namespace/:name/invoke"
+	routeInvokeShort = "/function/:name"
+	routeFunction    = "/v1/functions/:tenant/:namespace/:name"
 )
 
 // Server is the HTTP trigger service. Create it with New; serve it with Run (or Serve, or
@@ -93,10 +99,10 @@ func (s *Server) routes() *gin.Engine {
 	})
 
 	invoke, publish, read := s.authorize(invokeScope), s.authorize(publishScope), s.authorize(readScope)
-	e.POST("/v1/functions/:tenant/:namespace/:name/invoke", invoke, s.handleInvoke)
-	e.POST("/function/:name", invoke, s.handleInvoke)
+	e.POST(routeInvoke, invoke, s.handleInvoke)
+	e.POST(routeInvokeShort, invoke, s.handleInvoke)
 	e.GET("/v1/functions", read, s.handleFunctions)
-	e.GET("/v1/functions/:tenant/:namespace/:name", read, s.handleFunction)
+	e.GET(routeFunction, read, s.handleFunction)
 	// An invocation's record and events: read, or invoke on its function, so that a caller
 	// can fetch and resume what it started.
 	e.GET("/v1/invocations/:id", s.authorize(s.invocationScope), s.handleRecord)

@@ -260,12 +260,22 @@ func TestHealthReadyMetrics(t *testing.T) {
 	assert.Equal(t, 200, do(s, "GET", "/readyz", "", nil).Code)
 	require.Equal(t, 200, do(s, "POST", "/function/echo", "x", nil).Code)
 	require.Equal(t, 404, do(s, "POST", "/function/nope", "x", nil).Code)
+	require.Equal(t, 502, do(s, "POST", "/v1/functions/public/default/fail/invoke", "x", nil).Code)
+	require.Equal(t, 400, do(s, "POST", "/v1/functions/public/default/bad%20name/invoke", "x", nil).Code)
+	require.Equal(t, 200, do(s, "GET", "/v1/functions/acme/prod/enrich", "", nil).Code)
+	require.Equal(t, 404, do(s, "GET", "/v1/functions/acme/prod/nope", "", nil).Code)
 
 	w := do(s, "GET", "/metrics", "", nil)
 	require.Equal(t, 200, w.Code)
 	body := w.Body.String()
 	assert.Contains(t, body, `fnhost_trigger_requests_total{function="public/default/echo",route="/function/:name",status="200"} 1`)
 	assert.Contains(t, body, `fnhost_trigger_requests_total{function="",route="/function/:name",status="404"} 1`)
+	// A function's failure keeps its name; a rejected request's name, and a details request's
+	// for a function the catalogue does not list, never become a label.
+	assert.Contains(t, body, `fnhost_trigger_requests_total{function="public/default/fail",route="/v1/functions/:tenant/:namespace/:name/invoke",status="502"} 1`)
+	assert.Contains(t, body, `fnhost_trigger_requests_total{function="",route="/v1/functions/:tenant/:namespace/:name/invoke",status="400"} 1`)
+	assert.Contains(t, body, `fnhost_trigger_requests_total{function="acme/prod/enrich",route="/v1/functions/:tenant/:namespace/:name",status="200"} 1`)
+	assert.Contains(t, body, `fnhost_trigger_requests_total{function="",route="/v1/functions/:tenant/:namespace/:name",status="404"} 1`)
 	assert.Contains(t, body, `fnhost_trigger_request_duration_seconds_count{function="public/default/echo",route="/function/:name"} 1`)
 	assert.Contains(t, body, `fnhost_trigger_first_output_seconds_count{function="public/default/echo"} 1`)
 	assert.Contains(t, body, "fnhost_trigger_requests_in_flight 1") // this very request

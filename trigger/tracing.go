@@ -51,8 +51,8 @@ func (s *Server) traceRequest(c *gin.Context) {
 			status = v.(int)
 		}
 		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
-		if fn := c.GetString(keyFunction); fn != "" {
-			span.SetAttributes(attrFunction.String(fn))
+		if fn := functionLabel(c, route, status); fn.Name != "" {
+			span.SetAttributes(attrFunction.String(fn.String()))
 		}
 		if id := c.Writer.Header().Get(headerInvocationID); id != "" {
 			span.SetAttributes(attrInvocationID.String(id))
