@@ -156,11 +156,12 @@ func (s *Server) readBody(c *gin.Context) ([]byte, *apiError) {
 	} else {
 		body, err = io.ReadAll(r)
 	}
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return nil, tooLarge()
-	case err != nil:
+	if err != nil {
+		// Only here: the target of errors.As escapes, an allocation on every request.
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge()
+		}
 		return nil, newAPIError(http.StatusBadRequest, codeBodyUnreadable, "reading the request body: %v", err)
 	}
 	return body, nil
