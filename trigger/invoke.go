@@ -156,7 +156,11 @@ func (s *Server) readBody(c *gin.Context) ([]byte, *apiError) {
 	} else {
 		body, err = io.ReadAll(r)
 	}
-	if err != nil {
+	if err == nil {
+		// Closed once read: otherwise net/http, before it writes the response, reads on to
+		// discard what is left (nothing), through an io.LimitReader it allocates.
+		_ = c.Request.Body.Close()
+	} else {
 		// Only here: the target of errors.As escapes, an allocation on every request.
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
