@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,6 +141,23 @@ func TestEmbeddedTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := h.Invoke(ctx, "public/default/echo", &plugin.Request{Payload: []byte("x"), Deadline: time.Now().Add(-time.Second)}, func(plugin.Event) error { return nil })
+	require.NoError(t, err)
+	assert.Equal(t, plugin.KindDeadline, res.Kind)
+}
+
+func TestEmbeddedTimeoutBoundsCallerDeadline(t *testing.T) {
+	t.Parallel()
+	// The pool tests' function waits on "sleep:<d>" until its context ends.
+	src, err := filepath.Abs(filepath.Join(repoRoot, "runtime", "pool", "testdata", "testfn"))
+	require.NoError(t, err)
+	m, err := manifest.Parse(filepath.Join(t.TempDir(), "slow.yaml"), []byte("name: slow\ngo: "+src+"\ninputs: [in]\ntimeoutMs: 200\n"))
+	require.NoError(t, err)
+	h := newHost(t, Config{Functions: []*manifest.Function{m}})
+	// Only against a hang, with a cause of its own: the function's timeout must end the call.
+	ctx, cancel := context.WithTimeoutCause(context.Background(), time.Minute, errors.New("the function's timeout did not bound the call"))
+	defer cancel()
+	// The caller allows an hour; the function's own 200 ms still end the call.
+	res, err := h.Invoke(ctx, "public/default/slow", &plugin.Request{Payload: []byte("sleep:1h"), Deadline: time.Now().Add(time.Hour)}, func(plugin.Event) error { return nil })
 	require.NoError(t, err)
 	assert.Equal(t, plugin.KindDeadline, res.Kind)
 }

@@ -17,7 +17,8 @@ type chainDepthKey struct{}
 
 // Invoke runs the function fqfn once for req and calls fn for each event (outputs, user
 // metrics, manual acks) in the order the function produced them, from one goroutine, before
-// it returns. The function's timeout applies when req has no deadline. An error wrapping
+// it returns. The function's timeout bounds req's deadline, as it does for an input from a
+// topic: the call ends at the earlier of the two. An error wrapping
 // ErrFunctionNotFound or ErrUnavailable means the function did not run to a result; a function
 // that ran and failed is a Result whose Err is not nil.
 //
@@ -29,10 +30,12 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 	if err != nil {
 		return plugin.Result{}, err
 	}
-	if req.Deadline.IsZero() && f.m.Timeout > 0 {
-		r := *req
-		r.Deadline = time.Now().Add(f.m.Timeout)
-		req = &r
+	if f.m.Timeout > 0 {
+		if d := time.Now().Add(f.m.Timeout); req.Deadline.IsZero() || d.Before(req.Deadline) {
+			r := *req
+			r.Deadline = d
+			req = &r
+		}
 	}
 	ctx, span := h.traceInvoke(ctx, fqfn, req)
 	if span.span != nil {
