@@ -100,18 +100,26 @@ func newMetrics(asyncRunning func() float64) *metrics {
 	return m
 }
 
-// functionLabel returns the function a request named, for the function label of metrics and
-// spans; zero when its route names none, or when the request was rejected: names from rejected
-// requests (malformed, unknown, unauthorised) must not grow the label set. On the details
-// route only a function the catalogue listed counts.
-func functionLabel(c *gin.Context, route string, status int) Function {
-	switch {
-	case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
-		return Function{}
-	case route == routeInvoke, route == routeInvokeShort, route == routeFunction && status == http.StatusOK:
-		return functionParams(c)
+// namedFunction returns the function a request named, for its span: zero when its route names
+// none or the names are malformed. On the details route only a function the catalogue listed
+// (200) counts.
+func namedFunction(c *gin.Context, route string, status int) Function {
+	if route == routeInvoke || route == routeInvokeShort || route == routeFunction && status == http.StatusOK {
+		if fn := functionParams(c); checkNames(fn.Tenant, fn.Namespace, fn.Name) == nil {
+			return fn
+		}
 	}
 	return Function{}
+}
+
+// functionLabel is namedFunction for the function label of metrics, and zero when the request
+// was rejected: names from rejected requests (malformed, unknown, unauthorised) must not grow
+// the label set.
+func functionLabel(c *gin.Context, route string, status int) Function {
+	if status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+		return Function{}
+	}
+	return namedFunction(c, route, status)
 }
 
 // instrument counts and times every request.

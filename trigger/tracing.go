@@ -51,7 +51,7 @@ func (s *Server) traceRequest(c *gin.Context) {
 			status = v.(int)
 		}
 		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
-		if fn := functionLabel(c, route, status); fn.Name != "" {
+		if fn := namedFunction(c, route, status); fn.Name != "" {
 			span.SetAttributes(attrFunction.String(fn.String()))
 		}
 		if id := c.Writer.Header().Get(headerInvocationID); id != "" {

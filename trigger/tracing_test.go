@@ -38,10 +38,19 @@ func TestTracing(t *testing.T) {
 	require.Equal(t, http.StatusOK, w.Code)
 	w = do(s, http.MethodPost, "/v1/functions/public/default/crash/invoke", "x", nil)
 	require.Equal(t, http.StatusInternalServerError, w.Code)
+	w = do(s, http.MethodPost, "/function/nope", "x", nil)
+	require.Equal(t, http.StatusNotFound, w.Code)
+	w = do(s, http.MethodGet, "/v1/functions/public/default/nope", "", nil)
+	require.Equal(t, http.StatusNotFound, w.Code)
 
 	spans := rec.Ended()
-	require.Len(t, spans, 2)
+	require.Len(t, spans, 4)
 	echo, crash := spans[0], spans[1]
+	// A span names the function an invocation asked for, found or not (unlike a metrics
+	// label); a details request only one the catalogue lists.
+	assert.Equal(t, "public/default/crash", attrs(crash)["fnhost.function"].AsString())
+	assert.Equal(t, "public/default/nope", attrs(spans[2])["fnhost.function"].AsString())
+	assert.NotContains(t, attrs(spans[3]), attribute.Key("fnhost.function"))
 
 	assert.Equal(t, "POST /function/:name", echo.Name())
 	assert.Equal(t, trace.SpanKindServer, echo.SpanKind())

@@ -14,12 +14,13 @@
 // caller gave, such as an HTTP caller's X-Timeout. It ends at that deadline (Err is
 // context.DeadlineExceeded), or earlier with context.Canceled when the invocation is
 // cancelled: in embedded mode (the trigger and host runtime in one process, without Pulsar),
-// when the HTTP caller of a synchronous call goes away; in every mode, when the instance or
-// plugin stops and its drain time is over. In every mode
-// context.Cause of it, or of a context derived from it, is its Err.
+// when the HTTP caller of a synchronous call goes away; as an instance or a plugin, when it
+// stops and its drain time is over. As an instance or a plugin, context.Cause of it, or of a
+// context derived from it, is its Err. In a one-shot run, ctx ends at SIGINT or SIGTERM.
 //
-// A handler that honours ctx ends on time, and the invocation fails as a deadline failure.
-// One that ignores it runs on: a synchronous HTTP call through fnhost's trigger is answered
-// 504 at the deadline all the same, but the handler keeps its plugin slot (host runtime) or
-// its instance (Pulsar Functions) busy until it returns.
+// A handler that honours ctx returns once it ends, and what it returns settles the invocation
+// as usual: the error it returns then fails it. One that ignores ctx runs on: a synchronous
+// HTTP call through fnhost's trigger is answered 504 at the deadline all the same,
+// but the handler keeps its plugin slot (host runtime) or its instance's worker (Pulsar
+// Functions) busy until it returns.
 package pf
