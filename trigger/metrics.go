@@ -100,21 +100,19 @@ func newMetrics(asyncRunning func() float64) *metrics {
 	return m
 }
 
-// namedFunction returns the function a request named, for its span: zero when its route names
-// none or the names are malformed. On the details route only a function the catalogue listed
-// (200) counts.
+// namedFunction returns the function a request's route names, as its parameters give it (not
+// checked): zero when the route names none. On the details route only a function the
+// catalogue listed (200) counts.
 func namedFunction(c *gin.Context, route string, status int) Function {
 	if route == routeInvoke || route == routeInvokeShort || route == routeFunction && status == http.StatusOK {
-		if fn := functionParams(c); checkNames(fn.Tenant, fn.Namespace, fn.Name) == nil {
-			return fn
-		}
+		return functionParams(c)
 	}
 	return Function{}
 }
 
 // functionLabel is namedFunction for the function label of metrics, and zero when the request
 // was rejected: names from rejected requests (malformed, unknown, unauthorised) must not grow
-// the label set.
+// the label set. Malformed names are always rejected (400), so they need no check here.
 func functionLabel(c *gin.Context, route string, status int) Function {
 	if status >= 400 && status < 500 && status != http.StatusTooManyRequests {
 		return Function{}

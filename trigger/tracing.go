@@ -51,7 +51,8 @@ func (s *Server) traceRequest(c *gin.Context) {
 			status = v.(int)
 		}
 		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
-		if fn := namedFunction(c, route, status); fn.Name != "" {
+		// A span names the function even when the request failed, but never malformed names.
+		if fn := namedFunction(c, route, status); fn.Name != "" && checkNames(fn.Tenant, fn.Namespace, fn.Name) == nil {
 			span.SetAttributes(attrFunction.String(fn.String()))
 		}
 		if id := c.Writer.Header().Get(headerInvocationID); id != "" {

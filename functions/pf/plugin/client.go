@@ -90,6 +90,14 @@ func (pc *pendingCall) arm(deadline time.Time) <-chan time.Time {
 	return pc.deadline.C
 }
 
+// recycle stops pc's timer, lets go of the caller's request, and returns pc to callPool. Only
+// for a call the receiver does not hold: never sent, or ended by Done.
+func (pc *pendingCall) recycle() {
+	pc.deadline.Stop()
+	pc.body = pluginpb.InvokeRequest{}
+	callPool.Put(pc)
+}
+
 // callPool recycles the pendingCalls of invocations that ended with Done: their two channels
 // are most of an invocation's allocations on the host. An abandoned call is not recycled,
 // because the receiver may still select on it.
@@ -321,15 +329,13 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
-		pc.deadline.Stop()
-		callPool.Put(pc)
+		pc.recycle()
 		return Result{}, fmt.Errorf("waiting for an invocation slot: %w", context.Cause(ctx))
 	case <-expired:
-		callPool.Put(pc)
+		pc.recycle()
 		return Result{}, fmt.Errorf("waiting for an invocation slot: %w", context.DeadlineExceeded)
 	case <-c.broken:
-		pc.deadline.Stop()
-		callPool.Put(pc)
+		pc.recycle()
 		return Result{}, c.brokenErr
 	}
 
@@ -337,8 +343,7 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 	if c.draining {
 		c.mu.Unlock()
 		<-slots
-		pc.deadline.Stop()
-		callPool.Put(pc)
+		pc.recycle()
 		return Result{}, ErrDraining
 	}
 	c.nextID++
@@ -386,9 +391,7 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 		}
 		if done {
 			// The receiver is done with pc: it removed it from pending before sending Done.
-			pc.deadline.Stop()
-			pc.body = pluginpb.InvokeRequest{} // let the caller's payload go
-			callPool.Put(pc)
+			pc.recycle()
 			if ev.GetDone().GetKind() == pluginpb.ErrorKind_ERROR_KIND_UNAVAILABLE {
 				return Result{}, ErrDraining // the plugin began draining on its own (SIGTERM)
 			}
