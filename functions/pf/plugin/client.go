@@ -383,7 +383,7 @@ func (c *Client) Invoke(ctx context.Context, req *Request, fn func(Event) error)
 			// The returned output, carried by Done: it comes before Done, as its own event
 			// would have.
 			res.Outputs++
-			if err := fn(Event{Kind: EventOutput, Output: convertOutput(o)}); err != nil {
+			if err := fn(Event{Kind: EventOutput, Output: convertOutput(o), Last: true}); err != nil {
 				// Done is here: the plugin holds nothing of it any more, so nothing to cancel.
 				pc.deadline.Stop()
 				return Result{}, fmt.Errorf("handling an event of the invocation: %w", err)

@@ -129,6 +129,10 @@ type Event struct {
 	Kind   EventKind
 	Output Output
 	Metric Metric
+	// Last marks the output the function returned (EventOutput): no output follows it. The
+	// outputs a function emits before it returns are not marked, nor is a returned output
+	// that came over the gRPC stream, which does not tell it apart.
+	Last bool
 }
 
 // Kind says how an invocation that ran (or was skipped for its deadline) ended.

@@ -131,7 +131,8 @@ type Config struct {
 	NackDelay time.Duration
 	// Timeout bounds one call of the function (timeoutMs); 0 for none.
 	Timeout time.Duration
-	// MaxRetries > 0 dead-letters an input after that many failed retries.
+	// MaxRetries is how many redeliveries a failed input gets before it is dead-lettered;
+	// -1 (the default) retries forever, as engine.Config says.
 	MaxRetries      int
 	DeadLetterTopic string
 	// RetryBackoff > 0 makes redeliveries back off exponentially from it.
@@ -345,6 +346,7 @@ func resolve(raw *rawConfig) (*Config, error) {
 		NackDelay:             defaultNackDelay,
 		Timeout:               time.Duration(d.Source.TimeoutMs) * time.Millisecond,
 		Concurrency:           1,
+		MaxRetries:            -1,
 	}
 	for _, chk := range []struct {
 		bad bool
@@ -472,6 +474,7 @@ func SubscriptionType(d *pb.FunctionDetails) pulsar.SubscriptionType {
 }
 
 func (c *Config) resolveRetries(d *pb.FunctionDetails, uc map[string]any) error {
+	// FunctionDetails' proto3 field cannot tell 0 from unset: only a positive value counts.
 	if rd := d.RetryDetails; rd != nil && rd.MaxMessageRetries > 0 {
 		c.MaxRetries = int(rd.MaxMessageRetries)
 		c.DeadLetterTopic = rd.DeadLetterTopic
@@ -505,10 +508,10 @@ func (c *Config) resolveRetries(d *pb.FunctionDetails, uc map[string]any) error 
 		}
 		c.Concurrency = n
 	}
-	if c.DeadLetterTopic != "" && c.MaxRetries == 0 {
-		return fmt.Errorf("instance config: a dead-letter topic needs retries: set %q (or maxMessageRetries) > 0", KeyMaxMessageRetries)
+	if c.DeadLetterTopic != "" && c.MaxRetries < 0 {
+		return fmt.Errorf("instance config: a dead-letter topic needs a retry bound: set %q (or maxMessageRetries) ≥ 0", KeyMaxMessageRetries)
 	}
-	if c.MaxRetries > 0 && c.SubscriptionType != pulsar.Shared && c.SubscriptionType != pulsar.KeyShared {
+	if c.MaxRetries >= 0 && c.SubscriptionType != pulsar.Shared && c.SubscriptionType != pulsar.KeyShared {
 		return errors.New("instance config: retries with a dead-letter topic need a Shared or Key_Shared subscription " +
 			"(the broker counts redeliveries only there); retainOrdering and FAILOVER make it Failover")
 	}

@@ -321,7 +321,7 @@ func TestParseArgsRefusals(t *testing.T) {
 		{name: "backoff not a duration", edit: userConfig(`{"fnhost.retryBackoff":"soon"}`, ""),
 			want: `userConfig "fnhost.retryBackoff": want a positive Go duration`},
 		{name: "dead letter topic without retries", edit: userConfig(`{"fnhost.deadLetterTopic":"dlq"}`, ""),
-			want: "a dead-letter topic needs retries"},
+			want: "a dead-letter topic needs a retry bound"},
 		{name: "dead letter topic not a string", edit: userConfig(`{"fnhost.maxMessageRetries":1,"fnhost.deadLetterTopic":5}`, ""),
 			want: `userConfig "fnhost.deadLetterTopic": want a topic name`},
 		{name: "retries with failover", edit: userConfig(`{"fnhost.maxMessageRetries":2}`, `,"retainOrdering":true`),

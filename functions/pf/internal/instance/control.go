@@ -8,13 +8,14 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
+	"github.com/fnhost/fnhost/internal/engine"
 )
 
 // control serves proto.InstanceControl, the service the worker calls for
 // `pulsar-admin functions status|stats` and for its periodic health checks.
 type control struct {
 	pb.UnimplementedInstanceControlServer
-	stats      *stats
+	stats      *engine.Instance
 	instanceID int
 	health     *health
 }
@@ -23,23 +24,23 @@ var _ pb.InstanceControlServer = (*control)(nil)
 
 // GetFunctionStatus implements pb.InstanceControlServer.
 func (c *control) GetFunctionStatus(context.Context, *emptypb.Empty) (*pb.FunctionStatus, error) {
-	return c.stats.status(c.instanceID), nil
+	return status(c.stats.Snapshot(false), c.instanceID), nil
 }
 
 // GetAndResetMetrics implements pb.InstanceControlServer.
 func (c *control) GetAndResetMetrics(context.Context, *emptypb.Empty) (*pb.MetricsData, error) {
-	return c.stats.metrics(true), nil
+	return metricsData(c.stats.Snapshot(true)), nil
 }
 
 // ResetMetrics implements pb.InstanceControlServer: it zeroes the _1min values.
 func (c *control) ResetMetrics(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
-	c.stats.resetWindow()
+	c.stats.Snapshot(true)
 	return &emptypb.Empty{}, nil
 }
 
 // GetMetrics implements pb.InstanceControlServer.
 func (c *control) GetMetrics(context.Context, *emptypb.Empty) (*pb.MetricsData, error) {
-	return c.stats.metrics(false), nil
+	return metricsData(c.stats.Snapshot(false)), nil
 }
 
 // HealthCheck implements pb.InstanceControlServer: it records the check for the watchdog.

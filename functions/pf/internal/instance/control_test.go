@@ -2,7 +2,6 @@ package instance
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -19,26 +18,26 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/fnhost/fnhost/functions/pf/internal/call"
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
+	"github.com/fnhost/fnhost/internal/engine"
 )
 
-// simulated returns stats after 3 inputs: two succeeded (10 ms and 30 ms), one failed, one
+// simulated returns metrics after 3 inputs: two succeeded (10 ms and 30 ms), one failed, one
 // output failed to publish, and a user metric.
-func simulated(t *testing.T, now func() time.Time) *stats {
+func simulated(t *testing.T, now func() time.Time) *engine.Metrics {
 	t.Helper()
-	info := &call.Info{Tenant: "public", Namespace: "default", Name: "fn", InstanceID: 3, ClusterName: "standalone"}
-	st := newStats(info, now)
+	m := engine.NewMetrics(engine.Identity{Tenant: "public", Namespace: "default", Name: "fn", Cluster: "standalone"}, []int{3}, now)
+	st := m.Instance(0)
 	for range 3 {
-		st.received()
+		st.Received()
 	}
-	st.processed(10 * time.Millisecond)
-	st.processed(30 * time.Millisecond)
-	st.userException(errors.New("bad input"))
-	st.systemException(errors.New("publish failed"))
-	st.recordMetric("hits", 1)
-	st.recordMetric("hits", 3)
-	return st
+	st.Processed(10 * time.Millisecond)
+	st.Processed(30 * time.Millisecond)
+	st.UserException("bad input")
+	st.SystemException("publish failed")
+	st.RecordMetric("hits", 1)
+	st.RecordMetric("hits", 3)
+	return m
 }
 
 func TestInstanceControlOverGRPC(t *testing.T) {
@@ -96,7 +95,7 @@ func TestInstanceControlOverGRPC(t *testing.T) {
 	assert.Zero(t, m.ReceivedTotal_1Min)
 	assert.Zero(t, m.ProcessedSuccessfullyTotal_1Min)
 
-	st.received()
+	st.Instance(0).Received()
 	invoke("ResetMetrics", &emptypb.Empty{})
 	invoke("GetMetrics", &m)
 	assert.Zero(t, m.ReceivedTotal_1Min)
@@ -155,14 +154,14 @@ func TestMetricsText(t *testing.T) {
 
 func TestLatestExceptionsBounded(t *testing.T) {
 	t.Parallel()
-	st := newStats(&call.Info{}, time.Now)
+	st := engine.NewMetrics(engine.Identity{}, nil, time.Now).Instance(0)
 	for i := range 25 {
-		st.userException(errors.New(strings.Repeat("x", i+1)))
+		st.UserException(strings.Repeat("x", i+1))
 	}
-	exc := st.status(0).LatestUserExceptions
-	require.Len(t, exc, maxLatestExceptions)
+	exc := status(st.Snapshot(false), 0).LatestUserExceptions
+	require.Len(t, exc, engine.MaxLatestExceptions)
 	assert.Len(t, exc[len(exc)-1].ExceptionString, 25, "newest last")
-	assert.Equal(t, int64(25), st.status(0).NumUserExceptions)
+	assert.Equal(t, int64(25), status(st.Snapshot(false), 0).NumUserExceptions)
 }
 
 func TestHealthWatch(t *testing.T) {

@@ -20,7 +20,8 @@
 // userConfig keys configure retries instead (they override retryDetails when both are set):
 //
 //	fnhost.maxMessageRetries  integer ≥ 0: a failed input is delivered at most 1+N times, then
-//	                          moved to the dead-letter topic (needs a Shared or Key_Shared
+//	                          moved to the dead-letter topic (0: after its first failure;
+//	                          unset: retried forever; needs a Shared or Key_Shared
 //	                          subscription: the broker counts redeliveries only there)
 //	fnhost.deadLetterTopic    string: the dead-letter topic (default
 //	                          <input topic>-<subscription>-DLQ); needs maxMessageRetries
@@ -37,30 +38,19 @@
 // One consumer per input (a regex input subscribes by pattern); every input is acked or
 // nacked through the consumer that delivered it. The subscription type follows
 // retainOrdering (Failover), retainKeyOrdering (Key_Shared), else the source's type, else
-// Shared. Inputs are processed by fnhost.concurrency workers; inputs with the same key (the
-// ordering key, else the key) always go to the same worker, so per-key order holds, and with
-// one worker (the default, and always under retainOrdering) all order holds. Outputs are
-// published asynchronously, so the next input is processed while the previous one's outputs
-// are in flight.
+// Shared. The loop is package engine's, the same as the host runtime's: fnhost.concurrency
+// lanes process inputs; under Failover one lane (all order holds), under Key_Shared an input's
+// lane is chosen by its key (per-key order holds), under Shared the first free lane takes it
+// (no order, as Shared promises none). Outputs are published asynchronously, so the next input
+// is processed while the previous one's outputs are in flight. Settlement follows the rules of
+// package engine's doc, which the host runtime shares.
 //
-// Guarantees: ATMOST_ONCE acks on receipt; ATLEAST_ONCE acks once the function returned and
-// every output is persisted; MANUAL leaves acking to the function (FunctionContext.Ack). A
-// function error or panic is a user exception: counted, logged, the input nacked (ATLEAST_ONCE
-// and MANUAL unless already acked); never a process exit. A publish failure is retried with
-// backoff when transient; a final failure is a system exception and nacks the input.
-// timeoutMs bounds each call of the function (its context's deadline).
-//
-// Outputs carry the input's key (and ordering key) unless the output sets its own, the
-// input's event time unless set, the input's properties when forwardSourceMessageProperty
-// (except fnhost's reply-to, deadline and reply properties, which address this invocation
-// only), the output's own properties, and __pfn_input_topic__ / __pfn_input_msg_id__, so
-// `pulsar-admin functions trigger` finds them.
-//
-// fnhost invocations (package invocation): an input past its deadline is not processed and
-// is answered with a final error; every output is also sent to the reply-to topic with the
-// invocation id, seq and final properties; a function with no output sends one empty final
-// message there; a failed call sends a final message with the error (on the last attempt
-// when retries are configured).
+// Guarantees, retries, deadlines, replies to fnhost invocations (package invocation) and the
+// precedence of output properties are those of package engine's doc: ATMOST_ONCE acks on
+// receipt; ATLEAST_ONCE acks once every output is persisted; MANUAL leaves acking to the
+// function (FunctionContext.Ack); a function error or panic is a user exception, never a
+// process exit; timeoutMs bounds each call; an input past its caller's deadline is not run.
+// A publish failure is retried with backoff when transient.
 //
 // # Control and metrics
 //

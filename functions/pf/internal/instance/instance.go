@@ -10,14 +10,18 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
+	"github.com/fnhost/fnhost/internal/engine"
+	"github.com/fnhost/fnhost/internal/producer"
 )
 
 // Args are the command-line sources of the instance configuration; exactly one is set.
@@ -71,48 +75,33 @@ func (e configError) Is(target error) bool { return target == ErrConfig }
 
 // env is what every invocation sees of the instance.
 type env struct {
-	info   *call.Info
-	prods  *producers
-	stats  *stats
-	logger *slog.Logger
+	info    *call.Info
+	prods   *producer.Cache
+	stop    context.Context // ends at the hard stop: bounds NewOutputMessage's producer creation
+	metrics *engine.Instance
+	logger  *slog.Logger
 }
 
 var _ call.Env = (*env)(nil)
 
-func (e *env) Info() *call.Info                               { return e.info }
-func (e *env) Producer(topic string) (pulsar.Producer, error) { return e.prods.get(topic) }
-func (e *env) RecordMetric(name string, value float64)        { e.stats.recordMetric(name, value) }
-func (e *env) Logger() *slog.Logger                           { return e.logger }
-
-// pulsarOut publishes through the cached producers: prods for the output topic (and the
-// function's own topics), replies for reply-to topics.
-type pulsarOut struct {
-	prods, replies *producers
-	sender         *sender
+func (e *env) Info() *call.Info { return e.info }
+func (e *env) Producer(topic string) (pulsar.Producer, error) {
+	return e.prods.Get(e.stop, topic)
 }
-
-func (o *pulsarOut) publish(topic string, reply bool, m *pulsar.ProducerMessage, done func(error)) {
-	prods := o.prods
-	if reply {
-		prods = o.replies
-	}
-	p, err := prods.get(topic)
-	if err != nil {
-		done(err)
-		return
-	}
-	o.sender.send(p, m, done)
-}
+func (e *env) RecordMetric(name string, value float64) { e.metrics.RecordMetric(name, value) }
+func (e *env) Logger() *slog.Logger                    { return e.logger }
 
 // run runs a configured instance on the given listeners (metricsLis may be nil) and closes
 // them when it returns.
 func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logger, grpcLis, metricsLis net.Listener) (err error) {
 	info := &cfg.Info
 	stderrLog = stderrLog.With("function", info.FQFN(), "instance_id", info.InstanceID)
-	st := newStats(info, time.Now)
+	metrics := engine.NewMetrics(engine.Identity{Tenant: info.Tenant, Namespace: info.Namespace, Name: info.Name, Cluster: info.ClusterName},
+		[]int{info.InstanceID}, time.Now)
+	st := metrics.Instance(0)
 	hc := newHealth(time.Now)
 
-	stopServers := serve(st, hc, info.InstanceID, grpcLis, metricsLis, stderrLog)
+	stopServers := serve(metrics, hc, info.InstanceID, grpcLis, metricsLis, stderrLog)
 	defer stopServers()
 
 	// The function's logger also ships to the log topic when there is one.
@@ -136,7 +125,7 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 
-	bg.Go(func() { resetEvery(runCtx, st, metricsWindow) })
+	bg.Go(func() { resetEvery(runCtx, metrics, engine.Window) })
 	if cfg.HealthCheckInterval > 0 {
 		bg.Go(func() {
 			if err := hc.watch(runCtx, cfg.HealthCheckInterval); err != nil {
@@ -151,22 +140,26 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 	}
 	client, err := pulsar.NewClient(opts)
 	if err != nil {
-		st.systemException(err)
+		st.SystemException(err.Error())
 		return fmt.Errorf("creating the Pulsar client for %s: %w", cfg.ServiceURL, err)
 	}
 	defer client.Close()
 
-	prods := &producers{client: client, options: func(topic string) pulsar.ProducerOptions {
-		return producerOptions(topic, cfg.Details.GetSink().GetProducerSpec(), info)
-	}}
-	defer prods.close()
-	replies := &producers{client: client, options: func(topic string) pulsar.ProducerOptions {
-		return replyProducerOptions(topic, cfg.Details.GetSink().GetProducerSpec(), info)
-	}}
-	defer replies.close()
+	spec := cfg.Details.GetSink().GetProducerSpec()
+	sink := &engine.PulsarSink{
+		Outputs: producer.New(client, func(topic string) pulsar.ProducerOptions { return producerOptions(topic, spec, info) }, producer.DefaultRetry),
+		Replies: producer.New(client, func(topic string) pulsar.ProducerOptions { return replyProducerOptions(topic, spec, info) }, producer.DefaultRetry),
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		if err := sink.Close(cctx); err != nil {
+			stderrLog.Warn("closing producers", "err", err)
+		}
+	}()
 	if info.OutputTopic != "" {
-		if _, err := prods.get(info.OutputTopic); err != nil {
-			st.systemException(err)
+		if _, err := sink.Outputs.Get(runCtx, info.OutputTopic); err != nil {
+			st.SystemException(err.Error())
 			return fmt.Errorf("output topic: %w", err)
 		}
 	}
@@ -196,7 +189,7 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 
 	consumers, err := subscribe(client, cfg)
 	if err != nil {
-		st.systemException(err)
+		st.SystemException(err.Error())
 		return err
 	}
 	defer func() {
@@ -205,71 +198,56 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 		}
 	}()
 
-	snd := &sender{ctx: hardCtx}
-	proc := &processor{
-		cfg:     cfg,
-		handler: call.Safe(h),
-		env:     &env{info: info, prods: prods, stats: st, logger: logger},
-		stats:   st,
-		logger:  logger,
-		out:     &pulsarOut{prods: prods, replies: replies, sender: snd},
-		now:     time.Now,
-		callCtx: hardCtx,
+	intakeCtx, stopIntake := context.WithCancel(runCtx)
+	defer stopIntake()
+	sources := make([]engine.Source, 0, len(consumers))
+	var idle *idleTimer
+	if cfg.KillAfterIdle > 0 {
+		idle = newIdleTimer(cfg.KillAfterIdle, stopIntake)
+		defer idle.stop()
 	}
+	for _, c := range consumers {
+		if idle != nil {
+			sources = append(sources, idle.source(c))
+		} else {
+			sources = append(sources, c)
+		}
+	}
+	eng, err := engine.New(engineConfig(cfg, metrics, logger), &function{
+		handler: call.Safe(h),
+		env:     &env{info: info, prods: sink.Outputs, stop: hardCtx, metrics: st, logger: logger},
+		manual:  cfg.Guarantee == pb.ProcessingGuarantees_MANUAL,
+	}, sink, sources...)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
 
 	logger.Info("instance started", "inputs", info.InputTopics, "output", info.OutputTopic,
 		"subscription", cfg.Subscription, "subscription_type", subscriptionTypeName(cfg.SubscriptionType),
 		"guarantee", cfg.Guarantee.String(), "grpc", grpcLis.Addr().String())
 
-	// Intake: one receiver per consumer feeds the dispatcher.
-	intakeCtx, stopIntake := context.WithCancel(runCtx)
-	defer stopIntake()
-	received := make(chan delivery)
-	var intake sync.WaitGroup
 	var receiveErr error
-	var receiveErrOnce sync.Once
-	for _, c := range consumers {
-		intake.Go(func() {
-			if err := receive(intakeCtx, c, received); err != nil {
-				receiveErrOnce.Do(func() { receiveErr = err })
-				stopIntake()
-			}
-		})
-	}
-	var feed <-chan delivery = received
-	var idle *idleTimer
-	if cfg.KillAfterIdle > 0 {
-		idle = &idleTimer{d: cfg.KillAfterIdle}
-		feed = idle.watch(intakeCtx, received, &intake, stopIntake)
-	}
-	var dispatching sync.WaitGroup
-	dispatching.Go(func() { proc.dispatch(intakeCtx, feed) })
+	var running sync.WaitGroup
+	running.Go(func() {
+		receiveErr = eng.Run(intakeCtx)
+		stopIntake()
+	})
 
 	// Wait for a stop: SIGTERM, the health watchdog, idleness or a broken consumer.
 	<-intakeCtx.Done()
-	stopIntake()
-	cause := context.Cause(runCtx)
-	logger.Info("instance stopping", "reason", stopReason(cause, receiveErr, idle))
-
 	// Drain: calls in progress finish, their outputs are persisted and their inputs
 	// settled, within drainTimeout; after it, calls are cancelled and sends abandoned.
-	drained := waitAll(drainTimeout, func() {
-		dispatching.Wait()
-		intake.Wait()
-		fctx, cancel := context.WithTimeout(hardCtx, drainTimeout)
-		defer cancel()
-		if err := errors.Join(prods.flush(fctx), replies.flush(fctx)); err != nil {
-			logger.Warn("flushing outputs", "err", err)
-		}
-		proc.inflight.Wait()
-	})
-	if !drained {
-		logger.Warn("in-flight inputs did not finish in time; they will be redelivered", "timeout", drainTimeout)
-		hardStop()
-		waitAll(closeTimeout, func() { dispatching.Wait(); intake.Wait(); proc.inflight.Wait() })
+	dctx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	drainErr := eng.Drain(dctx)
+	cancelDrain()
+	running.Wait()
+	cause := context.Cause(runCtx)
+	logger.Info("instance stopping", "reason", stopReason(cause, receiveErr, idle))
+	if drainErr != nil {
+		logger.Warn("draining", "err", drainErr)
 	}
 	hardStop()
-	waitAll(closeTimeout, snd.retries.Wait)
 
 	logger.Info("instance drained; closing")
 	var nhc *noHealthCheckError
@@ -280,6 +258,41 @@ func run(ctx context.Context, cfg *Config, h call.Handler, stderrLog *slog.Logge
 		return receiveErr
 	}
 	return nil
+}
+
+// engineConfig is the engine's configuration of the instance: the order follows the
+// subscription type, fnhost.concurrency gives the lanes.
+func engineConfig(cfg *Config, metrics *engine.Metrics, logger *slog.Logger) engine.Config {
+	ec := engine.Config{
+		Function:          cfg.Info.FQFN(),
+		OutputTopic:       cfg.Info.OutputTopic,
+		Lanes:             cfg.Concurrency,
+		Timeout:           cfg.Timeout,
+		MaxRetries:        cfg.MaxRetries,
+		RetryBackoff:      cfg.RetryBackoff,
+		ForwardProperties: cfg.ForwardProperties,
+		Metrics:           metrics,
+		Logger:            logger,
+	}
+	switch cfg.SubscriptionType {
+	case pulsar.Failover, pulsar.Exclusive:
+		ec.Order = engine.Strict
+	case pulsar.KeyShared:
+		ec.Order = engine.KeyOrdered
+	default:
+		ec.Order = engine.Unordered
+	}
+	switch cfg.Guarantee {
+	case pb.ProcessingGuarantees_ATMOST_ONCE:
+		ec.Guarantee = engine.AtMostOnce
+	case pb.ProcessingGuarantees_EFFECTIVELY_ONCE:
+		ec.Guarantee = engine.EffectivelyOnce
+	case pb.ProcessingGuarantees_MANUAL:
+		ec.Guarantee = engine.Manual
+	default:
+		ec.Guarantee = engine.AtLeastOnce
+	}
+	return ec
 }
 
 func subscriptionTypeName(t pulsar.SubscriptionType) string {
@@ -326,25 +339,6 @@ func waitAll(d time.Duration, wait func()) bool {
 	}
 }
 
-// receive hands every message c delivers to out until ctx is done. It returns an error only
-// when the consumer breaks.
-func receive(ctx context.Context, c pulsar.Consumer, out chan<- delivery) error {
-	for {
-		msg, err := c.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("receiving from subscription %s: %w", c.Subscription(), err)
-		}
-		select {
-		case out <- delivery{from: c, msg: msg}:
-		case <-ctx.Done():
-			return nil // not acked: the broker redelivers it
-		}
-	}
-}
-
 // subscribe creates one consumer per input, closing those already made when one fails.
 func subscribe(client pulsar.Client, cfg *Config) ([]pulsar.Consumer, error) {
 	var consumers []pulsar.Consumer
@@ -380,7 +374,7 @@ func consumerOptions(cfg *Config, in Input) pulsar.ConsumerOptions {
 	} else {
 		o.Topic = in.Topic
 	}
-	if cfg.MaxRetries > 0 {
+	if cfg.MaxRetries >= 0 {
 		// A message is delivered once plus MaxRetries times; the client then moves it to the
 		// dead-letter topic (default <topic>-<subscription>-DLQ) and acks it.
 		o.DLQ = &pulsar.DLQPolicy{MaxDeliveries: uint32(cfg.MaxRetries) + 1, DeadLetterTopic: cfg.DeadLetterTopic}
@@ -393,9 +387,9 @@ func consumerOptions(cfg *Config, in Input) pulsar.ConsumerOptions {
 
 // serve starts the gRPC InstanceControl server and the metrics server on their listeners and
 // returns the function that stops both and waits for them.
-func serve(st *stats, hc *health, instanceID int, grpcLis, metricsLis net.Listener, logger *slog.Logger) func() {
+func serve(metrics *engine.Metrics, hc *health, instanceID int, grpcLis, metricsLis net.Listener, logger *slog.Logger) func() {
 	gs := grpc.NewServer()
-	pb.RegisterInstanceControlServer(gs, &control{stats: st, instanceID: instanceID, health: hc})
+	pb.RegisterInstanceControlServer(gs, &control{stats: metrics.Instance(0), instanceID: instanceID, health: hc})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := gs.Serve(grpcLis); err != nil {
@@ -404,7 +398,7 @@ func serve(st *stats, hc *health, instanceID int, grpcLis, metricsLis net.Listen
 	})
 	var hs *http.Server
 	if metricsLis != nil {
-		hs = &http.Server{Handler: metricsHandler(st), ReadHeaderTimeout: 10 * time.Second}
+		hs = &http.Server{Handler: metricsHandler(metrics), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := hs.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server", "err", err)
@@ -430,8 +424,10 @@ func serve(st *stats, hc *health, instanceID int, grpcLis, metricsLis net.Listen
 }
 
 // metricsHandler serves Prometheus text at / (where the worker scrapes) and /metrics.
-func metricsHandler(st *stats) http.Handler {
-	h := promhttp.HandlerFor(st.registry, promhttp.HandlerOpts{})
+func metricsHandler(metrics *engine.Metrics) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics)
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", h)
 	mux.Handle("GET /metrics", h)
@@ -439,7 +435,7 @@ func metricsHandler(st *stats) http.Handler {
 }
 
 // resetEvery zeroes the _1min values every period until ctx is done.
-func resetEvery(ctx context.Context, st *stats, period time.Duration) {
+func resetEvery(ctx context.Context, metrics *engine.Metrics, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -447,49 +443,43 @@ func resetEvery(ctx context.Context, st *stats, period time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			st.resetWindow()
+			metrics.ResetWindow()
 		}
 	}
 }
 
 // idleTimer stops intake after a period without input (killAfterIdleMs).
 type idleTimer struct {
+	t    *time.Timer
 	d    time.Duration
-	mu   sync.Mutex
-	fire bool
+	fire atomic.Bool
 }
 
-func (t *idleTimer) fired() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.fire
-}
-
-// watch relays in to the returned channel and calls stop when nothing arrived for d. The
-// relay goroutine joins wg and ends with ctx.
-func (t *idleTimer) watch(ctx context.Context, in <-chan delivery, wg *sync.WaitGroup, stop func()) <-chan delivery {
-	out := make(chan delivery)
-	wg.Go(func() {
-		timer := time.NewTimer(t.d)
-		defer timer.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-				t.mu.Lock()
-				t.fire = true
-				t.mu.Unlock()
-				stop()
-			case d := <-in:
-				select {
-				case out <- d:
-				case <-ctx.Done():
-					return
-				}
-				timer.Reset(t.d)
-			}
-		}
+func newIdleTimer(d time.Duration, stop func()) *idleTimer {
+	it := &idleTimer{d: d}
+	it.t = time.AfterFunc(d, func() {
+		it.fire.Store(true)
+		stop()
 	})
-	return out
+	return it
+}
+
+func (t *idleTimer) fired() bool { return t.fire.Load() }
+
+func (t *idleTimer) stop() { t.t.Stop() }
+
+// source returns src, whose every input restarts the timer.
+func (t *idleTimer) source(src engine.Source) engine.Source { return idleSource{src, t} }
+
+type idleSource struct {
+	engine.Source
+	t *idleTimer
+}
+
+func (s idleSource) Receive(ctx context.Context) (pulsar.Message, error) {
+	m, err := s.Source.Receive(ctx)
+	if err == nil {
+		s.t.t.Reset(s.t.d)
+	}
+	return m, err
 }

@@ -6,84 +6,10 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
 	pb "github.com/fnhost/fnhost/functions/pf/internal/pfproto"
-	"github.com/fnhost/fnhost/functions/pf/invocation"
 )
-
-// decodeID reads MessageIdData fields 1-6 back.
-func decodeID(t *testing.T, b []byte) map[protowire.Number]uint64 {
-	t.Helper()
-	out := map[protowire.Number]uint64{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		require.GreaterOrEqual(t, n, 0)
-		require.Equal(t, protowire.VarintType, typ)
-		b = b[n:]
-		v, n := protowire.ConsumeVarint(b)
-		require.GreaterOrEqual(t, n, 0)
-		b = b[n:]
-		out[num] = v
-	}
-	return out
-}
-
-func TestOutputMessage(t *testing.T) {
-	t.Parallel()
-	inTime := time.UnixMilli(1_700_000_000_000)
-	in := &call.Message{
-		TopicName: "persistent://public/default/in",
-		MsgID:     pulsar.NewMessageID(33, 1, 0, 0),
-		MsgKey:    "k1",
-		OrderKey:  "ok1",
-		Event:     inTime,
-		Props: map[string]string{
-			"a": "1", invocation.InputTopic: "spoofed", invocation.ReplyTo: "reply", invocation.Deadline: "1",
-			invocation.ID: "inv", invocation.Seq: "9", invocation.Final: "true",
-		},
-	}
-	wantID := invocation.MessageID(in)
-	tests := []struct {
-		name    string
-		out     call.Output
-		forward bool
-		want    *pulsar.ProducerMessage
-	}{
-		{
-			name:    "forwarded",
-			out:     call.Output{Payload: []byte("x")},
-			forward: true,
-			want: &pulsar.ProducerMessage{Payload: []byte("x"), Key: "k1", OrderingKey: "ok1", EventTime: inTime,
-				Properties: map[string]string{"a": "1", invocation.ID: "inv",
-					invocation.InputTopic: "persistent://public/default/in", invocation.InputMessageID: wantID}},
-		},
-		{
-			name: "own key, properties and event time",
-			out: call.Output{Payload: []byte("y"), Key: "k2", EventTime: inTime.Add(time.Hour),
-				Properties: map[string]string{"a": "2", "b": "3", invocation.InputMessageID: "spoofed"}},
-			forward: true,
-			want: &pulsar.ProducerMessage{Payload: []byte("y"), Key: "k2", EventTime: inTime.Add(time.Hour),
-				Properties: map[string]string{"a": "2", "b": "3", invocation.ID: "inv",
-					invocation.InputTopic: "persistent://public/default/in", invocation.InputMessageID: wantID}},
-		},
-		{
-			name: "not forwarded",
-			out:  call.Output{Payload: []byte("z")},
-			want: &pulsar.ProducerMessage{Payload: []byte("z"), Key: "k1", OrderingKey: "ok1", EventTime: inTime,
-				Properties: map[string]string{
-					invocation.InputTopic: "persistent://public/default/in", invocation.InputMessageID: wantID}},
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			assert.Equal(t, tc.want, outputMessage(in, tc.out, tc.forward))
-		})
-	}
-}
 
 func TestProducerOptions(t *testing.T) {
 	t.Parallel()
@@ -131,10 +57,3 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Second, b.Next(1_000_000))
 }
 
-func TestTransient(t *testing.T) {
-	t.Parallel()
-	assert.True(t, transient(pulsar.ErrSendTimeout))
-	assert.True(t, transient(pulsar.ErrSendQueueIsFull))
-	assert.False(t, transient(pulsar.ErrMessageTooLarge))
-	assert.False(t, transient(pulsar.ErrProducerClosed))
-}

@@ -1,4 +1,4 @@
-package host
+package engine
 
 import (
 	"testing"
@@ -16,7 +16,7 @@ func TestSerializeIDIsTheClients(t *testing.T) {
 		pulsar.NewMessageID(1<<40, 1<<20, 3, 2),
 		pulsar.EarliestMessageID(),
 	} {
-		got := serializeID(id)
+		got := SerializeID(id)
 		assert.Equal(t, id.Serialize(), got, "%v", id)
 		back, err := pulsar.DeserializeMessageID(got)
 		require.NoError(t, err)
