@@ -26,3 +26,42 @@ func TestSerializeIDIsTheClients(t *testing.T) {
 		assert.Equal(t, id.BatchIdx(), back.BatchIdx())
 	}
 }
+
+func TestSequenceID(t *testing.T) {
+	t.Parallel()
+	type id struct {
+		ledger, entry int64
+		batch         int32
+	}
+	ids := []id{{1, 0, -1}, {1, 0, 0}, {1, 1, -1}, {1, 1, 5}, {2, 0, -1}, {1<<25 - 1, 1<<20 - 1, 1023}}
+	var prev int64 = -1
+	for _, x := range ids {
+		for n := range 3 {
+			seq, err := sequenceID(fakeID{x.ledger, x.entry, x.batch}, n)
+			require.NoError(t, err)
+			if !(x.batch == 0 && x.entry == 0 && x.ledger == 1) { // same position as batch -1
+				assert.Greater(t, seq, prev, "ids increase with the input position and the output")
+			}
+			prev = seq
+		}
+	}
+	_, err := sequenceID(fakeID{1 << 25, 0, 0}, 0)
+	assert.Error(t, err)
+	_, err = sequenceID(fakeID{1, 0, 0}, 256)
+	assert.Error(t, err)
+}
+
+// fakeID is a pulsar.MessageID at a chosen position.
+type fakeID struct {
+	ledger, entry int64
+	batch         int32
+}
+
+func (f fakeID) Serialize() []byte             { return nil }
+func (f fakeID) LedgerID() int64               { return f.ledger }
+func (f fakeID) EntryID() int64                { return f.entry }
+func (f fakeID) BatchIdx() int32               { return f.batch }
+func (f fakeID) PartitionIdx() int32           { return 0 }
+func (f fakeID) BatchSize() int32              { return 0 }
+func (f fakeID) String() string                { return "id" }
+func (f fakeID) Equal(o pulsar.MessageID) bool { return false }

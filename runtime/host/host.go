@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/internal/engine"
 	"github.com/fnhost/fnhost/internal/manifest"
 	"github.com/fnhost/fnhost/runtime/build"
 	"github.com/fnhost/fnhost/runtime/pool"
@@ -151,14 +152,11 @@ type function struct {
 	m      *manifest.Function
 	binary string
 	pool   *pool.Pool
-	labels []*labels // per slot
-	// slots are the metric children of labels, looked up once rather than per input
-	// (WithLabelValues hashes every label value).
-	slots []*slotMetrics
-	// inFlight counts the function's embedded invocations running.
-	inFlight prometheus.Gauge
-	runner   *runner // nil in embedded mode
-	lastErr  string
+	// metrics are Pulsar Functions' metrics of the function's instances (its pool slots).
+	metrics *engine.Metrics
+	log     *slog.Logger
+	runner  *runner // nil in embedded mode
+	lastErr string
 }
 
 // New builds the functions that come as source, starts their plugin processes and, with a
@@ -240,15 +238,13 @@ func (h *Host) start(ctx context.Context, m *manifest.Function) (*function, erro
 	if err != nil {
 		return nil, err
 	}
-	f := &function{m: m, binary: bin}
-	for i := range m.Parallelism {
-		l := newLabels(m.Tenant, m.Namespace, m.Name, i, h.cfg.ClusterName)
-		h.metrics.track(l)
-		f.labels = append(f.labels, l)
-		f.slots = append(f.slots, newSlotMetrics(h.metrics, l))
-	}
-	f.inFlight = h.metrics.inFlight.WithLabelValues(m.FQFN())
 	log := h.cfg.Logger.With("function", m.FQFN())
+	ids := make([]int, m.Parallelism)
+	for i := range ids {
+		ids[i] = i
+	}
+	f := &function{m: m, binary: bin, log: log, metrics: engine.NewMetrics(engine.Identity{
+		Tenant: m.Tenant, Namespace: m.Namespace, Name: m.Name, Cluster: h.cfg.ClusterName}, ids, time.Now)}
 	p, err := pool.Start(ctx, pool.Config{
 		Binary: bin,
 		Info: plugin.Info{
@@ -268,6 +264,9 @@ func (h *Host) start(ctx context.Context, m *manifest.Function) (*function, erro
 		return nil, fmt.Errorf("starting %s: %w", m.FQFN(), err)
 	}
 	f.pool = p
+	if err := h.cfg.Registry.Register(f.metrics); err != nil {
+		return nil, errors.Join(fmt.Errorf("registering the metrics of %s: %w", m.FQFN(), err), p.Close(ctx))
+	}
 	if h.client != nil {
 		r, err := newRunner(ctx, h, f, log)
 		if err != nil {
@@ -315,7 +314,11 @@ func (h *Host) Run(ctx context.Context) error {
 	h.mu.RLock()
 	for _, f := range h.order {
 		if f.runner != nil {
-			wg.Go(func() { f.runner.receive(ctx) })
+			wg.Go(func() {
+				if err := f.runner.run(ctx); err != nil {
+					h.cfg.Logger.Error("feeding the function stopped", "function", f.m.FQFN(), "err", err)
+				}
+			})
 		}
 	}
 	h.mu.RUnlock()
@@ -327,7 +330,11 @@ func (h *Host) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				h.metrics.resetWindows()
+				h.mu.RLock()
+				for _, f := range h.order {
+					f.metrics.ResetWindow()
+				}
+				h.mu.RUnlock()
 			}
 		}
 	})
@@ -356,8 +363,9 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	for _, f := range funcs {
 		if f.runner != nil {
-			f.runner.close()
+			f.runner.close(ctx)
 		}
+		h.cfg.Registry.Unregister(f.metrics)
 	}
 	if h.client != nil {
 		h.client.Close()

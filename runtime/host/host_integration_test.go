@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -160,9 +159,9 @@ func TestPulsarFunctionsRun(t *testing.T) {
 
 	fqfn := h.Functions()[0].FQFN()
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(h.metrics.processed.WithLabelValues(h.Functions()[0].Tenant, "public/default", h.Functions()[0].Name, "0", "standalone", fqfn)) == 20
+		return snapshot(t, h, fqfn, 0).Total.Processed == 20
 	}, time.Minute, 50*time.Millisecond, "processed_successfully counts every input")
-	assert.Equal(t, 20.0, testutil.ToFloat64(h.metrics.received.WithLabelValues(h.Functions()[0].Tenant, "public/default", h.Functions()[0].Name, "0", "standalone", fqfn)))
+	assert.Equal(t, int64(20), snapshot(t, h, fqfn, 0).Total.Received)
 }
 
 func TestPulsarReplyTo(t *testing.T) {
@@ -282,7 +281,7 @@ func TestPulsarRetriesAndDeadLetter(t *testing.T) {
 		assert.Contains(t, string(m.Payload()), "fail-")
 	}
 	fn := h.Functions()[0]
-	userExc := testutil.ToFloat64(h.metrics.userExc.WithLabelValues("public", "public/default", fn.Name, "0", "standalone", fn.FQFN()))
+	userExc := float64(snapshot(t, h, fn.FQFN(), 0).Total.UserExceptions)
 	assert.Equal(t, 9.0, userExc, "each failing input ran 1 + 2 retries times")
 }
 

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/internal/engine"
 	"github.com/fnhost/fnhost/internal/manifest"
 )
 
@@ -116,14 +116,14 @@ func TestEmbeddedInvoke(t *testing.T) {
 
 	// upper's output fed echo in process.
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(h.metrics.processed.WithLabelValues("public", "public/default", "echo", "0", "standalone", "public/default/echo")) == 1
+		return snapshot(t, h, "public/default/echo", 0).Total.Processed == 1
 	}, 30*time.Second, 10*time.Millisecond, "echo is fed upper's output")
 
 	metrics, err := testutil.GatherAndCount(h.Registry(), "pulsar_function_received_total")
 	require.NoError(t, err)
 	assert.Positive(t, metrics)
-	assert.Equal(t, 1.0, testutil.ToFloat64(h.metrics.userExc.WithLabelValues("public", "public/default", "flaky", "0", "standalone", "public/default/flaky"))+
-		testutil.ToFloat64(h.metrics.userExc.WithLabelValues("public", "public/default", "flaky", "1", "standalone", "public/default/flaky")))
+	assert.Equal(t, int64(1), snapshot(t, h, "public/default/flaky", 0).Total.UserExceptions+
+		snapshot(t, h, "public/default/flaky", 1).Total.UserExceptions)
 
 	st := h.Status()
 	require.Len(t, st, 4)
@@ -213,41 +213,10 @@ func TestEffectivelyOnceNeedsAdminURL(t *testing.T) {
 	assert.Contains(t, err.Error(), "EFFECTIVELY_ONCE needs the Pulsar admin URL")
 }
 
-func TestSequenceID(t *testing.T) {
-	t.Parallel()
-	type id struct {
-		ledger, entry int64
-		batch         int32
-	}
-	ids := []id{{1, 0, -1}, {1, 0, 0}, {1, 1, -1}, {1, 1, 5}, {2, 0, -1}, {1<<25 - 1, 1<<20 - 1, 1023}}
-	var prev int64 = -1
-	for _, x := range ids {
-		for n := range 3 {
-			seq, err := sequenceID(fakeID{x.ledger, x.entry, x.batch}, n)
-			require.NoError(t, err)
-			if !(x.batch == 0 && x.entry == 0 && x.ledger == 1) { // same position as batch -1
-				assert.Greater(t, seq, prev, "ids increase with the input position and the output")
-			}
-			prev = seq
-		}
-	}
-	_, err := sequenceID(fakeID{1 << 25, 0, 0}, 0)
-	assert.Error(t, err)
-	_, err = sequenceID(fakeID{1, 0, 0}, 256)
-	assert.Error(t, err)
+// snapshot is what instance i of fqfn counted.
+func snapshot(t testing.TB, h *Host, fqfn string, i int) engine.Snapshot {
+	t.Helper()
+	f, err := h.lookup(fqfn)
+	require.NoError(t, err)
+	return f.metrics.Instance(i).Snapshot(false)
 }
-
-// fakeID is a pulsar.MessageID at a chosen position.
-type fakeID struct {
-	ledger, entry int64
-	batch         int32
-}
-
-func (f fakeID) Serialize() []byte             { return nil }
-func (f fakeID) LedgerID() int64               { return f.ledger }
-func (f fakeID) EntryID() int64                { return f.entry }
-func (f fakeID) BatchIdx() int32               { return f.batch }
-func (f fakeID) PartitionIdx() int32           { return 0 }
-func (f fakeID) BatchSize() int32              { return 0 }
-func (f fakeID) String() string                { return "id" }
-func (f fakeID) Equal(o pulsar.MessageID) bool { return false }

@@ -40,19 +40,19 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 	ctx, span := h.traceInvoke(ctx, fqfn, req)
 	if span.span != nil {
 		r := *req
-		r.Properties = span.forFunction(req.Properties)
+		r.Properties = span.ForFunction(req.Properties)
 		req = &r
 	}
 	downstream := h.downstream(f)
 	var outputs [][]byte
 	start := time.Now()
-	f.inFlight.Inc()
-	defer f.inFlight.Dec()
-	var slot int
+	inFlight := f.metrics.InFlight()
+	inFlight.Inc()
+	defer inFlight.Dec()
 	res, slot, err := f.pool.Invoke(ctx, req, func(e plugin.Event) error {
 		switch e.Kind {
 		case plugin.EventMetric:
-			h.metrics.onUserMetric(f.labels[min(slot, len(f.labels)-1)], e.Metric.Name, e.Metric.Value)
+			f.metrics.Instance(0).RecordMetric(e.Metric.Name, e.Metric.Value)
 		case plugin.EventOutput:
 			if len(downstream) > 0 {
 				outputs = append(outputs, e.Output.Payload)
@@ -60,18 +60,18 @@ func (h *Host) Invoke(ctx context.Context, fqfn string, req *plugin.Request, fn 
 		}
 		return fn(e)
 	})
-	span.end(err, res, nil)
-	sm := f.slots[slot]
-	sm.onReceived()
+	span.End(err, res, nil)
+	sm := f.metrics.Instance(slot)
+	sm.Received()
 	switch {
 	case err != nil:
-		sm.onSystemException()
+		sm.SystemException(err.Error())
 		return res, err
 	case res.Kind != plugin.KindNone:
-		sm.onUserException()
+		sm.UserException(res.Error)
 		return res, nil
 	}
-	sm.onSuccess(time.Since(start))
+	sm.Processed(time.Since(start))
 	if len(downstream) > 0 {
 		h.chain(ctx, f, downstream, outputs)
 	}

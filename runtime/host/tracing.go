@@ -12,6 +12,7 @@ import (
 
 	"github.com/fnhost/fnhost/functions/pf/invocation"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
+	"github.com/fnhost/fnhost/internal/engine"
 	"github.com/fnhost/fnhost/internal/tracing"
 )
 
@@ -34,17 +35,22 @@ type invocationSpan struct {
 	in   map[string]string // the input's properties
 }
 
-// traceProcess starts the CONSUMER span of processing msg, the child of the trace context
-// msg carries (the trigger's PRODUCER span), and returns ctx with it.
-func (r *runner) traceProcess(ctx context.Context, msg pulsar.Message) (context.Context, invocationSpan) {
+// consumerTracer is the engine's Tracer of a function fed from Pulsar.
+type consumerTracer struct {
+	tracer trace.Tracer
+	fqfn   string
+}
+
+var _ engine.Tracer = (*consumerTracer)(nil)
+
+// Start implements engine.Tracer: the CONSUMER span of processing msg, the child of the trace
+// context msg carries (the trigger's PRODUCER span).
+func (t *consumerTracer) Start(ctx context.Context, msg pulsar.Message) (context.Context, engine.Span) {
 	props := msg.Properties()
-	if r.h.tracer == nil {
-		return ctx, invocationSpan{in: props}
-	}
 	attrs := []attribute.KeyValue{
 		semconv.MessagingSystemPulsar, semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
 		semconv.MessagingDestinationName(msg.Topic()), semconv.MessagingMessageID(msg.ID().String()),
-		attrFunction.String(r.f.m.FQFN()),
+		attrFunction.String(t.fqfn),
 	}
 	if id := props[invocation.ID]; id != "" {
 		attrs = append(attrs, attrInvocationID.String(id))
@@ -52,14 +58,14 @@ func (r *runner) traceProcess(ctx context.Context, msg pulsar.Message) (context.
 	if n := msg.RedeliveryCount(); n > 0 {
 		attrs = append(attrs, attribute.Int("messaging.pulsar.redelivery_count", int(n)))
 	}
-	ctx, span := r.h.tracer.Start(tracing.Extract(ctx, props), "process "+msg.Topic(),
+	ctx, span := t.tracer.Start(tracing.Extract(ctx, props), "process "+msg.Topic(),
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 	return ctx, invocationSpan{span: span, ctx: ctx, in: props}
 }
 
-// propagate sets the trace context of outputs' properties: the span's, or with tracing off
+// Propagate sets the trace context of outputs' properties: the span's, or with tracing off
 // the input's traceparent and tracestate, so that replies stay in the caller's trace.
-func (s invocationSpan) propagate(props map[string]string) {
+func (s invocationSpan) Propagate(props map[string]string) {
 	if s.span != nil {
 		tracing.Inject(s.ctx, props)
 		return
@@ -67,10 +73,10 @@ func (s invocationSpan) propagate(props map[string]string) {
 	invocation.CopyTraceContext(props, s.in)
 }
 
-// forFunction returns the properties the function sees: props, with the span's trace context
+// ForFunction returns the properties the function sees: props, with the span's trace context
 // when tracing is on, so that spans the function starts from its input's traceparent are
 // children of the invocation's span. props is not modified.
-func (s invocationSpan) forFunction(props map[string]string) map[string]string {
+func (s invocationSpan) ForFunction(props map[string]string) map[string]string {
 	if s.span == nil {
 		return props
 	}
@@ -82,9 +88,9 @@ func (s invocationSpan) forFunction(props map[string]string) map[string]string {
 	return c
 }
 
-// end ends the span with the invocation's outcome: err (not run), res (the function's
+// End ends the span with the invocation's outcome: err (not run), res (the function's
 // result), sendErr (its outputs not persisted).
-func (s invocationSpan) end(err error, res plugin.Result, sendErr error) {
+func (s invocationSpan) End(err error, res plugin.Result, sendErr error) {
 	if s.span == nil {
 		return
 	}

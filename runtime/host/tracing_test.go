@@ -19,12 +19,12 @@ func TestFunctionSeesTheInvocationSpan(t *testing.T) {
 	ctx, span := tp.Tracer("test").Start(context.Background(), "invoke")
 	defer span.End()
 	in := map[string]string{"k": "v", invocation.TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-	got := invocationSpan{span: span, ctx: ctx}.forFunction(in)
+	got := invocationSpan{span: span, ctx: ctx}.ForFunction(in)
 	sc := span.SpanContext()
 	assert.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-01", got[invocation.TraceParent])
 	assert.Equal(t, "v", got["k"])
 	assert.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", in[invocation.TraceParent], "the input is not modified")
 
-	off := invocationSpan{}.forFunction(in)
+	off := invocationSpan{}.ForFunction(in)
 	assert.Equal(t, in, off, "with tracing off the function sees its input as it came")
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/fnhost/fnhost/functions/pf/internal/call"
@@ -391,4 +392,21 @@ func cleanupTopic(t *testing.T, topic string) {
 			t.Logf("deleting %s: %v", topic, err)
 		}
 	})
+}
+
+// decodeID reads MessageIdData fields 1-6 back.
+func decodeID(t *testing.T, b []byte) map[protowire.Number]uint64 {
+	t.Helper()
+	out := map[protowire.Number]uint64{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		require.GreaterOrEqual(t, n, 0)
+		require.Equal(t, protowire.VarintType, typ)
+		b = b[n:]
+		v, n := protowire.ConsumeVarint(b)
+		require.GreaterOrEqual(t, n, 0)
+		b = b[n:]
+		out[num] = v
+	}
+	return out
 }

@@ -56,4 +56,3 @@ func TestBackoff(t *testing.T) {
 	}
 	assert.Equal(t, time.Second, b.Next(1_000_000))
 }
-

@@ -103,7 +103,14 @@ func newUnconfigured(tb testing.TB, h call.Handler) *pair {
 // invoke runs one invocation and returns its events.
 func (p *pair) invoke(ctx context.Context, req *plugin.Request) ([]plugin.Event, plugin.Result, error) {
 	var evs []plugin.Event
+	var lastSeen bool
 	res, err := p.client.Invoke(ctx, req, func(e plugin.Event) error {
+		if lastSeen {
+			return errors.New("an event after the output marked Last")
+		}
+		// Last marks the returned output when the transport tells it apart (the pipelines
+		// carry it inside Done); the events are compared without it.
+		lastSeen, e.Last = e.Last, false
 		evs = append(evs, e)
 		return nil
 	})
