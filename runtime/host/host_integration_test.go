@@ -188,16 +188,20 @@ func TestPulsarReplyTo(t *testing.T) {
 	_, err = pf.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("fail"), Properties: map[string]string{invocation.ID: "inv-fail", invocation.ReplyTo: replies}})
 	require.NoError(t, err)
 
-	msgs := receiveUntil(ctx, t, rc, func(m []pulsar.Message) bool { return len(m) == 5 })
+	msgs := receiveUntil(ctx, t, rc, func(m []pulsar.Message) bool { return len(m) == 6 })
 	byID := map[string][]pulsar.Message{}
 	for _, m := range msgs {
 		byID[m.Properties()[invocation.ID]] = append(byID[m.Properties()[invocation.ID]], m)
 	}
-	require.Len(t, byID["inv-1"], 3)
+	// stream emits its chunks and returns nothing: an end marker follows them (engine doc).
+	require.Len(t, byID["inv-1"], 4)
 	for i, m := range byID["inv-1"] {
-		assert.Equal(t, fmt.Sprintf("chunk %d/3", i+1), string(m.Payload()))
+		if i < 3 {
+			assert.Equal(t, fmt.Sprintf("chunk %d/3", i+1), string(m.Payload()))
+		}
 		assert.Equal(t, strconv.Itoa(i), m.Properties()[invocation.Seq])
-		assert.Equal(t, i == 2, m.Properties()[invocation.Final] == "true")
+		assert.Equal(t, i == 3, m.Properties()[invocation.Final] == "true")
+		assert.Equal(t, i == 3, m.Properties()[invocation.End] == "true")
 		assert.Empty(t, m.Properties()[invocation.ReplyTo], "reply-to is not forwarded")
 	}
 	require.Len(t, byID["inv-empty"], 1, "no output: one lone final message")

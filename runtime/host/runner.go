@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,24 +71,7 @@ func newRunner(ctx context.Context, h *Host, f *function, log *slog.Logger) (*ru
 			return nil, err
 		}
 	}
-	cfg := engine.Config{
-		Function:          m.FQFN(),
-		OutputTopic:       m.Output,
-		Guarantee:         guarantee(m.Guarantee),
-		Lanes:             m.Parallelism * h.cfg.MaxInFlight,
-		Timeout:           m.Timeout,
-		MaxRetries:        m.MaxRetries,
-		RetryBackoff:      m.RetryBackoff,
-		ForwardProperties: m.ForwardProperties,
-		Metrics:           f.metrics,
-		Logger:            log,
-	}
-	switch m.SubscriptionType {
-	case manifest.Failover:
-		cfg.Order = engine.Strict
-	case manifest.KeyShared:
-		cfg.Order = engine.KeyOrdered
-	}
+	cfg := engineConfig(m, h.cfg.MaxInFlight, f.metrics, log)
 	if h.tracer != nil {
 		cfg.Tracer = &consumerTracer{tracer: h.tracer, fqfn: m.FQFN()}
 	}
@@ -97,6 +81,30 @@ func newRunner(ctx context.Context, h *Host, f *function, log *slog.Logger) (*ru
 		return nil, err
 	}
 	return r, nil
+}
+
+// engineConfig is the engine's configuration of m, whose processes run at most maxInFlight
+// invocations each: the order follows the subscription type.
+func engineConfig(m *manifest.Function, maxInFlight int, metrics *engine.Metrics, log *slog.Logger) engine.Config {
+	cfg := engine.Config{
+		Function:          m.FQFN(),
+		OutputTopic:       m.Output,
+		Guarantee:         guarantee(m.Guarantee),
+		Lanes:             m.Parallelism * maxInFlight,
+		Timeout:           m.Timeout,
+		MaxRetries:        m.MaxRetries,
+		RetryBackoff:      m.RetryBackoff,
+		ForwardProperties: m.ForwardProperties,
+		Metrics:           metrics,
+		Logger:            log,
+	}
+	switch m.SubscriptionType {
+	case manifest.Failover:
+		cfg.Order = engine.Strict
+	case manifest.KeyShared:
+		cfg.Order = engine.KeyOrdered
+	}
+	return cfg
 }
 
 // guarantee is g in the engine's terms.
@@ -116,15 +124,21 @@ func guarantee(g manifest.Guarantee) engine.Guarantee {
 // poolFunction is the engine's Function over a pool of plugin processes.
 type poolFunction struct{ p *pool.Pool }
 
-// Invoke implements engine.Function.
+// Invoke implements engine.Function. An invocation that its deadline ended, whether the
+// plugin said so or the wait for it did, is a failure of kind deadline: the function's
+// timeout is the function's failure (engine rule 3), whichever side noticed first.
 func (pf poolFunction) Invoke(ctx context.Context, c *engine.Call, emit func(plugin.Event) error) (plugin.Result, int, error) {
 	msg := c.Message
-	return pf.p.Invoke(ctx, &plugin.Request{
+	res, slot, err := pf.p.Invoke(ctx, &plugin.Request{
 		Payload: msg.Payload(), Key: msg.Key(), OrderingKey: msg.OrderingKey(), Properties: c.Properties,
 		Topic: msg.Topic(), ProducerName: msg.ProducerName(), MessageID: engine.SerializeID(msg.ID()),
 		EventTime: msg.EventTime(), PublishTime: msg.PublishTime(), RedeliveryCount: msg.RedeliveryCount(),
 		Deadline: c.Deadline,
 	}, emit)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && !c.Deadline.IsZero() && ctx.Err() != nil {
+		return plugin.Result{Kind: plugin.KindDeadline, Error: err.Error()}, slot, nil
+	}
+	return res, slot, err
 }
 
 func subscriptionType(t manifest.SubscriptionType) pulsar.SubscriptionType {
