@@ -69,7 +69,7 @@ fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
 bench: pulsar-up ## fnhost vs same-run baselines: Pulsar throughput, plugin invoke, memory (BENCH_N, BENCH_DURATION)
-	$(GO) run ./internal/bench
+	$(GO) run ./cmd/fnhost-bench
 
 pulsar-up: ## provision (first time) and start the Pulsar standalone with its functions worker
 	scripts/pulsar start

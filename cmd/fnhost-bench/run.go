@@ -117,9 +117,9 @@ func (b *bench) build(ctx context.Context) error {
 	b.ginBin = filepath.Join(b.tmp, "baregin")
 	for _, t := range []struct{ out, pkg string }{
 		{b.echoBin, "./functions/echo"},
-		{b.bareBin, "./internal/bench/bareecho"},
+		{b.bareBin, "./cmd/fnhost-bench/bareecho"},
 		{b.fnhostBin, "./cmd/fnhost"},
-		{b.ginBin, "./internal/bench/baregin"},
+		{b.ginBin, "./cmd/fnhost-bench/baregin"},
 	} {
 		b.progress("building %s", t.pkg)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", t.out, t.pkg)
