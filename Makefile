@@ -59,10 +59,11 @@ test-integration: ## integration tests against the running standalone (make puls
 test-disruptive: ## tests that restart the standalone; run alone, one package at a time
 	$(GO) test -tags=integration,disruptive -run '$(or $(T),Disruptive|AcrossRestart)' -p 1 -count=1 -timeout 20m $(PKG)
 
-lint: ## gofmt, go vet (all build tags), shell syntax of the scripts
+lint: ## gofmt, go vet (all build tags), the import floors, shell syntax of the scripts
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags=integration,disruptive ./...
+	$(GO) test -count=1 -timeout 5m ./internal/floors
 	bash -n scripts/pulsar scripts/pulsar-admin scripts/deploy scripts/lib/pulsar-env.sh .ci/run
 
 fmt: ## gofmt the tree
