@@ -76,7 +76,12 @@ func deploy(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
+		defer func() {
+			// The deploy's outcome stands; a leftover temporary directory is only worth a warning.
+			if err := os.RemoveAll(dir); err != nil {
+				fmt.Fprintln(stderr, "fnhost deploy: removing the build directory:", err)
+			}
+		}()
 		c.BuildDir = dir
 	}
 	d := deployer{admin: admin, buildDir: c.BuildDir, wait: *wait, out: stdout}
@@ -238,7 +243,7 @@ func fileSHA(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened for reading: closing it cannot lose data
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hashing %s: %w", path, err)

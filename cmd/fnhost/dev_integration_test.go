@@ -40,7 +40,7 @@ func startDev(t *testing.T, args ...string) (string, func() error) {
 	go func() {
 		done <- run(runCtx, append([]string{"dev", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 			"--build-dir", t.TempDir(), "--watch=false"}, args...), []string{"FNHOST_LOG_LEVEL=warn"}, outW, lw)
-		outW.Close()
+		_ = outW.Close() // an io.PipeWriter closes without error
 	}()
 	once := sync.OnceValue(func() error {
 		stop()
@@ -76,7 +76,7 @@ func getRecord(t *testing.T, base, id string) (int, trigger.Invocation) {
 	t.Helper()
 	resp, err := http.Get(base + "/v1/invocations/" + id)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 	var rec trigger.Invocation
 	if resp.StatusCode == http.StatusOK {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))

@@ -30,7 +30,7 @@ func TestDevEmbedded(t *testing.T) {
 		done <- run(runCtx, []string{"dev", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 			"--manifests", filepath.Join("..", "..", "manifests", "functions"), "--build-dir", t.TempDir(), "--watch=false"},
 			[]string{"FNHOST_LOG_LEVEL=warn"}, outW, &lockedWriter{w: &stderr})
-		outW.Close()
+		_ = outW.Close() // an io.PipeWriter closes without error
 	}()
 
 	curlLine := regexp.MustCompile(`curl -s -d 'hello fnhost' (http://\S+)`)
@@ -51,7 +51,7 @@ func TestDevEmbedded(t *testing.T) {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // a response body: closing it only releases the connection
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "hello fnhost", string(body))

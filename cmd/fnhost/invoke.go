@@ -149,7 +149,7 @@ func invokeCmd(ctx context.Context, args, env []string, stdin io.Reader, stdout,
 	if err != nil {
 		return fmt.Errorf("invoking %s: %w", fn, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 	if resp.StatusCode >= 300 {
 		return reportHTTPError(resp, stderr)
 	}
@@ -165,7 +165,9 @@ func invokeCmd(ctx context.Context, args, env []string, stdin io.Reader, stdout,
 		if u, err := url.Parse(o.url); err == nil && strings.HasPrefix(loc, "/") {
 			loc = strings.TrimRight(u.String(), "/") + loc
 		}
-		fmt.Fprintf(stdout, "%s\n%s\n", a.ID, loc)
+		if _, err := fmt.Fprintf(stdout, "%s\n%s\n", a.ID, loc); err != nil {
+			return fmt.Errorf("writing the invocation id: %w", err)
+		}
 		return nil
 	case o.stream:
 		return readEvents(resp.Body, stdout, stderr)
@@ -254,7 +256,9 @@ func readEvents(r io.Reader, stdout, stderr io.Writer) error {
 		payload := strings.Join(data, "\n")
 		switch event {
 		case "output":
-			fmt.Fprintln(stdout, payload)
+			if _, err := fmt.Fprintln(stdout, payload); err != nil {
+				return err
+			}
 		case "output-base64":
 			b, err := base64.StdEncoding.DecodeString(payload)
 			if err != nil {

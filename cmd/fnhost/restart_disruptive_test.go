@@ -50,7 +50,7 @@ func TestDisruptivePulsarStop(t *testing.T) {
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 		b, err := io.ReadAll(resp.Body)
 		if err != nil {
 			return 0, err.Error()

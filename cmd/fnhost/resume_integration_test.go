@@ -44,7 +44,7 @@ func openSSE(t *testing.T, ctx context.Context, method, url, body, lastEventID s
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	t.Cleanup(func() { resp.Body.Close() })
+	t.Cleanup(func() { _ = resp.Body.Close() }) // a response body: closing it only releases the connection
 	return &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
 }
 

@@ -48,7 +48,7 @@ func status(ctx context.Context, args, env []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "fnhost status: nothing answers at %s (is fnhost dev or runtime running? --admin-addr): %v\n", c.AdminAddr, err)
 		return errReported
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", url, err)

@@ -49,7 +49,7 @@ func TestTracingEmbedded(t *testing.T) {
 			"--manifests", dir, "--build-dir", t.TempDir(), "--watch=false"},
 			[]string{"FNHOST_LOG_LEVEL=warn", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.URL, "OTEL_SERVICE_NAME=fnhost-test"},
 			outW, &lockedWriter{w: &stderr})
-		outW.Close()
+		_ = outW.Close() // an io.PipeWriter closes without error
 	}()
 	curlLine := regexp.MustCompile(`curl -s -d 'hello fnhost' (http://\S+)`)
 	var url string
@@ -69,7 +69,7 @@ func TestTracingEmbedded(t *testing.T) {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // a response body: closing it only releases the connection
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	invocationID := resp.Header.Get("X-Invocation-Id")

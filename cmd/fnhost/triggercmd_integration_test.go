@@ -107,7 +107,7 @@ func post(t *testing.T, url, body string, header ...string) (*http.Response, str
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp, string(b)
@@ -142,7 +142,7 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 		req.Header.Set("Accept", "text/event-stream")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		var got []string
 		sc := bufio.NewScanner(resp.Body)
@@ -179,7 +179,7 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 		req.Header.Set("Accept", "text/event-stream")
 		sresp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		defer sresp.Body.Close()
+		defer func() { _ = sresp.Body.Close() }() // a response body: closing it only releases the connection
 		raw, err := io.ReadAll(sresp.Body)
 		require.NoError(t, err)
 		assert.Contains(t, string(raw), "id: 0\nevent: output\ndata: partial output of a failing attempt\n\n"+
@@ -204,7 +204,7 @@ func TestTriggerPulsarHostRuntime(t *testing.T) {
 					errs <- err
 					return
 				}
-				defer resp.Body.Close()
+				defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 				b, err := io.ReadAll(resp.Body)
 				if err == nil && (resp.StatusCode != http.StatusOK || string(b) != in) {
 					err = fmt.Errorf("call %d: %s %q", i, resp.Status, b)
@@ -284,7 +284,7 @@ func TestTriggerPulsarWorker(t *testing.T) {
 	require.NoError(t, err)
 	r, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer r.Body.Close()
+	defer func() { _ = r.Body.Close() }() // a response body: closing it only releases the connection
 	cat, err := io.ReadAll(r.Body)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, r.StatusCode)

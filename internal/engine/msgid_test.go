@@ -29,17 +29,13 @@ func TestSerializeIDIsTheClients(t *testing.T) {
 
 func TestSequenceID(t *testing.T) {
 	t.Parallel()
-	type id struct {
-		ledger, entry int64
-		batch         int32
-	}
-	ids := []id{{1, 0, -1}, {1, 0, 0}, {1, 1, -1}, {1, 1, 5}, {2, 0, -1}, {1<<25 - 1, 1<<20 - 1, 1023}}
+	ids := []fakeID{{1, 0, -1}, {1, 0, 0}, {1, 1, -1}, {1, 1, 5}, {2, 0, -1}, {1<<25 - 1, 1<<20 - 1, 1023}}
 	var prev int64 = -1
 	for _, x := range ids {
 		for n := range 3 {
-			seq, err := sequenceID(fakeID{x.ledger, x.entry, x.batch}, n)
+			seq, err := sequenceID(x, n)
 			require.NoError(t, err)
-			if !(x.batch == 0 && x.entry == 0 && x.ledger == 1) { // same position as batch -1
+			if x != (fakeID{1, 0, 0}) { // same position as batch -1
 				assert.Greater(t, seq, prev, "ids increase with the input position and the output")
 			}
 			prev = seq

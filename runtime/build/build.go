@@ -78,7 +78,7 @@ func Newest(dir string) (int64, error) {
 	var newest int64
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".go") || n == "go.mod" || n == "go.sum") {
+		if e.IsDir() || !strings.HasSuffix(n, ".go") && n != "go.mod" && n != "go.sum" {
 			continue
 		}
 		info, err := e.Info()

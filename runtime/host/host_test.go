@@ -34,7 +34,9 @@ var buildDir = sync.OnceValue(func() string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	os.RemoveAll(buildDir())
+	if err := os.RemoveAll(buildDir()); err != nil {
+		fmt.Fprintln(os.Stderr, "removing the test binaries:", err)
+	}
 	os.Exit(code)
 }
 
@@ -170,7 +172,7 @@ func TestRebuildReloads(t *testing.T) {
 	require.NoError(t, err)
 	dir, err := os.MkdirTemp("testdata", "mutable-")
 	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { assert.NoError(t, os.RemoveAll(dir), "a copy left in the source tree") })
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), src, 0o644))
 	abs, err := filepath.Abs(dir)
 	require.NoError(t, err)

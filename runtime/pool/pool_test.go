@@ -63,7 +63,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	buildOnce.Range(func(_, v any) bool {
 		if b := v.(*builtBinary); b.path != "" {
-			os.RemoveAll(filepath.Dir(b.path))
+			if err := os.RemoveAll(filepath.Dir(b.path)); err != nil {
+				fmt.Fprintln(os.Stderr, "removing the test binaries:", err)
+			}
 		}
 		return true
 	})

@@ -211,7 +211,9 @@ func (c *Client) Configure(ctx context.Context, cfg Config) error {
 		if err == nil {
 			// The sender hands frames over and goes back for more while they are written.
 			conn.WriteBehind()
-			context.AfterFunc(sctx, func() { conn.Close() })
+			// sctx ends when the process exits or the client closes: nobody waits on the
+			// stream's last frames then, so a Close error has nobody to tell.
+			context.AfterFunc(sctx, func() { _ = conn.Close() })
 			stream = dataStream{conn}
 			c.dataSocket = true
 		} else {

@@ -57,7 +57,11 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the test binaries:", err)
+		}
+	}()
 	binDir = dir
 	for name, pkg := range map[string]string{
 		"echo": "github.com/fnhost/fnhost/functions/echo",

@@ -95,9 +95,11 @@ func (l *Listener) Close() error { return l.ln.Close() }
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, acceptTimeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { l.ln.Close() })
+	// Closing the listener is how Accept stops waiting, and it accepts one connection only;
+	// a Close error (already closed) changes neither.
+	stop := context.AfterFunc(ctx, func() { _ = l.ln.Close() })
 	defer stop()
-	defer l.ln.Close()
+	defer func() { _ = l.ln.Close() }()
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
@@ -107,7 +109,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 			return nil, fmt.Errorf("datasock: accepting: %w", err)
 		}
 		if !trustedPeer(c) {
-			c.Close()
+			_ = c.Close() // a stranger's connection, refused: nothing to report
 			continue
 		}
 		var got [TokenSize]byte
@@ -120,7 +122,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 				return newConn(c), nil
 			}
 		}
-		c.Close()
+		_ = c.Close() // a failed handshake: the connection is dropped and Accept waits for the next
 	}
 }
 
@@ -142,13 +144,13 @@ func Dial(ctx context.Context, addr string, token []byte) (*Conn, error) {
 	dl, _ := ctx.Deadline()
 	_ = c.SetDeadline(dl)
 	if _, err := c.Write(token); err != nil {
-		c.Close()
+		_ = c.Close() // the write's error is the one to report
 		return nil, fmt.Errorf("datasock: sending the token: %w", err)
 	}
 	// Until the plugin acknowledges, nothing is committed: the host can still use gRPC.
 	var got [1]byte
 	if _, err := io.ReadFull(c, got[:]); err != nil || got[0] != ack {
-		c.Close()
+		_ = c.Close() // the handshake's failure is the one to report
 		if err == nil {
 			err = fmt.Errorf("unexpected byte %#x", got[0])
 		}
@@ -382,11 +384,12 @@ func (s *ServerStream) StopReading() {
 	if uc, ok := s.conn.c.(*net.UnixConn); ok && uc.CloseRead() == nil {
 		return
 	}
-	s.conn.Close()
+	// Without a half close the whole connection closes; Send then fails and says so.
+	_ = s.conn.Close()
 }
 
 // Close ends the stream and closes its connection.
 func (s *ServerStream) Close() {
 	s.cancel()
-	s.conn.Close()
+	_ = s.conn.Close() // the stream is over either way; its callers have no use for the error
 }

@@ -45,7 +45,8 @@ func pair(t *testing.T) (plugin, host *Conn) {
 	require.NoError(t, err)
 	plugin = <-accepted
 	require.NotNil(t, plugin)
-	t.Cleanup(func() { plugin.Close(); host.Close() })
+	// A test may have closed either end already, as part of what it checks.
+	t.Cleanup(func() { _ = plugin.Close(); _ = host.Close() })
 	return plugin, host
 }
 
@@ -97,10 +98,10 @@ func TestWrongTokenRefused(t *testing.T) {
 	// The host still gets in, and is the only one.
 	host, err := Dial(testCtx(t), ln.Addr(), ln.Token())
 	require.NoError(t, err)
-	defer host.Close()
+	defer func() { assert.NoError(t, host.Close()) }()
 	plugin := <-accepted
 	require.NotNil(t, plugin)
-	defer plugin.Close()
+	defer func() { assert.NoError(t, plugin.Close()) }()
 	_, err = Dial(testCtx(t), ln.Addr(), ln.Token())
 	require.Error(t, err, "the listener closes after the host's connection")
 }
@@ -122,11 +123,11 @@ func TestCorruptLengthRefused(t *testing.T) {
 	accepted := acceptAsync(t, ln)
 	raw, err := net.Dial("unix", ln.Addr())
 	require.NoError(t, err)
-	defer raw.Close()
+	defer func() { assert.NoError(t, raw.Close()) }()
 	_, err = raw.Write(ln.Token())
 	require.NoError(t, err)
 	plugin := <-accepted
-	defer plugin.Close()
+	defer func() { assert.NoError(t, plugin.Close()) }()
 	var h [4]byte
 	binary.BigEndian.PutUint32(h[:], 1<<31)
 	_, err = raw.Write(h[:])
@@ -155,10 +156,10 @@ func TestOtherProcessRefused(t *testing.T) {
 
 	host, err := Dial(testCtx(t), ln.Addr(), ln.Token())
 	require.NoError(t, err)
-	defer host.Close()
+	defer func() { assert.NoError(t, host.Close()) }()
 	plugin := <-accepted
 	require.NotNil(t, plugin)
-	plugin.Close()
+	assert.NoError(t, plugin.Close())
 }
 
 // TestHelperStranger is TestOtherProcessRefused's child: it dials with the right token and
@@ -180,10 +181,11 @@ func TestHelperStranger(t *testing.T) {
 	c, err := Dial(testCtx(t), addr, token)
 	if err != nil {
 		t.Logf("refused: %v", err)
-		os.Stdout.WriteString("refused: " + err.Error() + "\n")
+		_, err = os.Stdout.WriteString("refused: " + err.Error() + "\n")
+		require.NoError(t, err, "the parent reads the verdict from stdout")
 		return
 	}
-	c.Close()
+	_ = c.Close() // the test fails below, for the reason that matters
 	t.Fatal("a stranger was let in")
 }
 
@@ -193,14 +195,14 @@ func TestDialNeedsAcknowledgement(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("unix", "@fnhost-test-noack-"+hex.EncodeToString([]byte(t.Name()))[:16])
 	require.NoError(t, err)
-	defer ln.Close()
+	defer func() { assert.NoError(t, ln.Close()) }()
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		_, _ = io.ReadFull(c, make([]byte, TokenSize))
-		c.Close()
+		_ = c.Close() // the peer that never acknowledges: what Dial sees is the check
 	}()
 	_, err = Dial(testCtx(t), ln.Addr().String(), make([]byte, TokenSize))
 	require.ErrorContains(t, err, "did not acknowledge")

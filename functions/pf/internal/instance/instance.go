@@ -56,7 +56,7 @@ func Run(ctx context.Context, args Args, h call.Handler, stderr io.Writer) error
 	var metricsLis net.Listener
 	if cfg.MetricsPort > 0 {
 		if metricsLis, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
-			grpcLis.Close()
+			_ = grpcLis.Close() // unused yet: the failure to listen for metrics is what to report
 			return fmt.Errorf("listening for metrics on port %d: %w", cfg.MetricsPort, err)
 		}
 	}

@@ -97,7 +97,7 @@ func (ti *testInstance) status(t *testing.T) *pb.FunctionStatus {
 	t.Helper()
 	conn, err := grpc.NewClient("127.0.0.1:"+strconv.Itoa(ti.port), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { assert.NoError(t, conn.Close()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var st pb.FunctionStatus
@@ -216,7 +216,7 @@ func TestInstanceEndToEnd(t *testing.T) {
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(ti.metricsPort) + "/metrics")
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // a response body: closing it only releases the connection
 	require.NoError(t, err)
 	assert.Contains(t, string(body), `pulsar_function_received_total{cluster="standalone",fqfn="public/default/`+name+`",instance_id="0",name="`+name+`",namespace="public/default",tenant="public"} 10`)
 

@@ -197,7 +197,7 @@ func (l *workerLog) contains(name, s string) bool {
 	if err != nil {
 		return false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened for reading: closing it cannot lose data
 	if _, err := f.Seek(l.offset, 0); err != nil {
 		return false
 	}

@@ -1,6 +1,7 @@
 package pluginserve
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,8 +54,8 @@ func (p *producers) get(topic string) (pulsar.Producer, error) {
 	return pr, nil
 }
 
-// close flushes and closes every producer, then the client. Idempotent.
-func (p *producers) close() error {
+// close flushes and closes every producer, then the client. Idempotent. ctx bounds each flush.
+func (p *producers) close(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -63,7 +64,7 @@ func (p *producers) close() error {
 	p.closed = true
 	var errs []error
 	for topic, pr := range p.byTopic {
-		if err := pr.Flush(); err != nil {
+		if err := pr.FlushWithCtx(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flushing the producer of %s: %w", topic, err))
 		}
 		pr.Close()

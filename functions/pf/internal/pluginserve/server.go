@@ -294,7 +294,7 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stopping with %d invocations still running: %w", n, err))
 	}
 	if p != nil {
-		errs = append(errs, p.close())
+		errs = append(errs, p.close(ctx))
 	}
 	return errors.Join(errs...)
 }

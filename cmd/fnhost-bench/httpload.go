@@ -79,13 +79,13 @@ func (h *leanHTTP) do(ctx context.Context) (int, []byte, error) {
 	_ = lc.c.SetDeadline(dl) // a net.Conn's SetDeadline fails only once closed; the write says so
 	status, body, keep, err := lc.roundTrip(h.req)
 	if err != nil || !keep {
-		lc.c.Close()
+		lc.drop()
 		return status, body, err
 	}
 	select {
 	case h.idle <- lc:
 	default:
-		lc.c.Close()
+		lc.drop()
 	}
 	return status, body, nil
 }
@@ -95,11 +95,16 @@ func (h *leanHTTP) close() {
 	for {
 		select {
 		case lc := <-h.idle:
-			lc.c.Close()
+			lc.drop()
 		default:
 			return
 		}
 	}
+}
+
+// drop closes a connection the load generator is done with.
+func (lc *leanConn) drop() {
+	_ = lc.c.Close() // its responses were read, or its round trip failed and said why: nothing is lost
 }
 
 // maxLeanBody is the largest response body the load generator reads.

@@ -2,6 +2,6 @@
 // package bareplugin). It is started by the benchmark, never by hand.
 package main
 
-import "github.com/fnhost/fnhost/internal/bench/bareplugin"
+import "github.com/fnhost/fnhost/cmd/fnhost-bench/bareplugin"
 
 func main() { bareplugin.Serve() }

@@ -1,4 +1,4 @@
-// Command bench is make bench: it measures fnhost against baselines measured in the same run
+// Command fnhost-bench is make bench: it measures fnhost against baselines measured in the same run
 // and prints one table, each figure next to its baseline, the ratio, the target and PASS or
 // MISS (DESIGN §7).
 //

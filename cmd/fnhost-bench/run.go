@@ -117,9 +117,9 @@ func (b *bench) build(ctx context.Context) error {
 	b.ginBin = filepath.Join(b.tmp, "baregin")
 	for _, t := range []struct{ out, pkg string }{
 		{b.echoBin, "./functions/echo"},
-		{b.bareBin, "./internal/bench/bareecho"},
+		{b.bareBin, "./cmd/fnhost-bench/bareecho"},
 		{b.fnhostBin, "./cmd/fnhost"},
-		{b.ginBin, "./internal/bench/baregin"},
+		{b.ginBin, "./cmd/fnhost-bench/baregin"},
 	} {
 		b.progress("building %s", t.pkg)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", t.out, t.pkg)
@@ -144,7 +144,7 @@ func pulsarVersion(ctx context.Context, adminURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a response body: closing it only releases the connection
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return "", err

@@ -14,8 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/fnhost/fnhost/cmd/fnhost-bench/bareplugin"
 	"github.com/fnhost/fnhost/functions/pf/plugin"
-	"github.com/fnhost/fnhost/internal/bench/bareplugin"
 )
 
 // call is one invocation of a benchmarked plugin; it checks the echo.
