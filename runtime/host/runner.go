@@ -239,7 +239,7 @@ func checkDeduplication(ctx context.Context, adminURL, topic string) error {
 	if err != nil {
 		return fmt.Errorf("EFFECTIVELY_ONCE: checking deduplication of %s: %w", topic, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below; a close error changes nothing
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return fmt.Errorf("EFFECTIVELY_ONCE: checking deduplication of %s: %w", topic, err)
