@@ -51,4 +51,4 @@ func (scriptFunction) Invoke(ctx context.Context, c *engine.Call, emit func(plug
 	return plugin.Result{}, 0, nil
 }
 
-func TestContract(t *testing.T) { enginetest.Run(t, launcher{}) }
+func TestContract(t *testing.T) { enginetest.Run(t, launcher{}, enginetest.NewFakeBus()) }

@@ -89,4 +89,4 @@ func (l *hostLauncher) Function(t testing.TB, s enginetest.Settings) engine.Func
 }
 
 // TestContract runs the engine's contract suite through the host runtime's adapters.
-func TestContract(t *testing.T) { enginetest.Run(t, &hostLauncher{}) }
+func TestContract(t *testing.T) { enginetest.Run(t, &hostLauncher{}, enginetest.NewFakeBus()) }

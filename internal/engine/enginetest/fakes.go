@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -60,49 +61,64 @@ func (m *Message) RedeliveryCount() uint32 { return m.Redeliveries }
 // IsReplicated implements pulsar.Message.
 func (m *Message) IsReplicated() bool { return false }
 
-// Source is an engine.Source over a queue, which emulates the broker's redelivery and the
-// client's dead-letter policy: a nacked input comes back with its redelivery count one higher,
-// or, once MaxDeliveries deliveries are spent (0: never), goes to the dead letters.
-type Source struct {
-	// MaxDeliveries is the dead-letter policy's bound; 0 redelivers forever.
-	MaxDeliveries int
-	// StopAfter bounds the redeliveries a test lets happen (0: none bound): a nack past it
-	// is recorded and not redelivered, so that "retry forever" ends.
-	StopAfter int
+// fakeTopics are the topics of the fakes.
+const (
+	fakeIn    = "persistent://public/default/in"
+	fakeOut   = "persistent://public/default/out"
+	fakeReply = "persistent://public/default/reply"
+)
 
+// NewFakeBus returns the Bus of fakes: a source over a queue that emulates the broker's
+// redelivery and the client's dead-letter policy (a nacked input comes back with its
+// redelivery count one higher, or goes to the dead letters once MaxDeliveries deliveries are
+// spent), and a sink that keeps what it is sent.
+func NewFakeBus() Bus {
+	return func(_ *testing.T, o BrokerOptions) Broker {
+		f := &fake{o: o, queue: make(chan *Message, o.Capacity), acks: map[string]int{}, nacks: map[string]int{},
+			settled: make(chan string, o.Capacity*8), msgs: map[string][]*pulsar.ProducerMessage{}}
+		return f
+	}
+}
+
+type fake struct {
+	o     BrokerOptions
 	queue chan *Message
 
 	mu          sync.Mutex
 	acks, nacks map[string]int // by payload
-	dead        []*Message
+	dead        []string
 	nextEntry   int64
-	settled     chan string // payloads, on every ack, dead letter or stopped nack
+	settled     chan string // payloads settled for good
+	msgs        map[string][]*pulsar.ProducerMessage
 }
 
-// NewSource returns a source whose queue holds up to capacity inputs.
-func NewSource(capacity int) *Source {
-	return &Source{queue: make(chan *Message, capacity), acks: map[string]int{}, nacks: map[string]int{},
-		settled: make(chan string, capacity*8)}
-}
+var (
+	_ engine.Source = (*fake)(nil)
+	_ engine.Sink   = (*fake)(nil)
+)
 
-// Add queues an input with payload and properties (a new message id each).
-func (s *Source) Add(m *Message) {
-	s.mu.Lock()
-	s.nextEntry++
+func (f *fake) Topics() (in, out, reply string) { return fakeIn, fakeOut, fakeReply }
+func (f *fake) Source() engine.Source            { return f }
+func (f *fake) Sink() engine.Sink                { return f }
+func (f *fake) SequenceIDs() bool                { return true }
+
+func (f *fake) Add(_ testing.TB, m *Message) {
+	f.mu.Lock()
+	f.nextEntry++
 	if m.MsgID == nil {
-		m.MsgID = pulsar.NewMessageID(7, s.nextEntry, -1, 0)
+		m.MsgID = pulsar.NewMessageID(7, f.nextEntry, -1, 0)
 	}
 	if m.TopicName == "" {
-		m.TopicName = "persistent://public/default/in"
+		m.TopicName = fakeIn
 	}
-	s.mu.Unlock()
-	s.queue <- m
+	f.mu.Unlock()
+	f.queue <- m
 }
 
 // Receive implements engine.Source.
-func (s *Source) Receive(ctx context.Context) (pulsar.Message, error) {
+func (f *fake) Receive(ctx context.Context) (pulsar.Message, error) {
 	select {
-	case m := <-s.queue:
+	case m := <-f.queue:
 		return m, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -110,71 +126,67 @@ func (s *Source) Receive(ctx context.Context) (pulsar.Message, error) {
 }
 
 // Ack implements engine.Source.
-func (s *Source) Ack(m pulsar.Message) error {
-	s.mu.Lock()
-	s.acks[string(m.Payload())]++
-	s.mu.Unlock()
-	s.settled <- string(m.Payload())
+func (f *fake) Ack(m pulsar.Message) error {
+	f.mu.Lock()
+	f.acks[string(m.Payload())]++
+	f.mu.Unlock()
+	f.settled <- string(m.Payload())
 	return nil
 }
 
 // Nack implements engine.Source.
-func (s *Source) Nack(m pulsar.Message) {
+func (f *fake) Nack(m pulsar.Message) {
 	msg := m.(*Message)
-	s.mu.Lock()
-	s.nacks[string(msg.Data)]++
+	f.mu.Lock()
+	f.nacks[string(msg.Data)]++
 	next := int(msg.Redeliveries) + 1
-	dead := s.MaxDeliveries > 0 && next >= s.MaxDeliveries
-	stopped := s.StopAfter > 0 && next > s.StopAfter
+	dead := f.o.MaxDeliveries > 0 && next >= f.o.MaxDeliveries
+	stopped := f.o.StopAfter > 0 && next > f.o.StopAfter
 	if dead {
-		s.dead = append(s.dead, msg)
+		f.dead = append(f.dead, string(msg.Data))
 	}
-	s.mu.Unlock()
+	f.mu.Unlock()
 	if dead || stopped {
-		s.settled <- string(msg.Data)
+		f.settled <- string(msg.Data)
 		return
 	}
 	c := *msg
 	c.Redeliveries = uint32(next)
 	c.Props = maps.Clone(msg.Props)
-	s.queue <- &c
+	f.queue <- &c
 }
 
-// Acks is how often the input with payload was acknowledged.
-func (s *Source) Acks(payload string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.acks[payload]
+func (f *fake) Acks(payload string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acks[payload]
 }
 
-// Nacks is how often the input with payload was negatively acknowledged.
-func (s *Source) Nacks(payload string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nacks[payload]
+func (f *fake) Nacks(payload string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nacks[payload]
 }
 
-// Dead returns the payloads moved to the dead letters.
-func (s *Source) Dead() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, m := range s.dead {
-		out = append(out, string(m.Data))
-	}
-	return out
+func (f *fake) Dead(testing.TB) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.dead...)
 }
 
-// WaitSettled waits until payload was settled for good (acked, dead-lettered, or nacked past
-// StopAfter), or fails after a bound.
-func (s *Source) WaitSettled(ctx context.Context, payloads ...string) error {
+func (f *fake) WaitSettled(ctx context.Context, payloads ...string) error {
+	return waitSettled(ctx, f.settled, payloads)
+}
+
+// waitSettled takes payloads from settled until each of payloads came (as often as listed).
+func waitSettled(ctx context.Context, settled <-chan string, payloads []string) error {
 	want := map[string]int{}
 	for _, p := range payloads {
 		want[p]++
 	}
 	for len(want) > 0 {
 		select {
-		case p := <-s.settled:
+		case p := <-settled:
 			if want[p] > 0 {
 				want[p]--
 				if want[p] == 0 {
@@ -188,50 +200,33 @@ func (s *Source) WaitSettled(ctx context.Context, payloads ...string) error {
 	return nil
 }
 
-// Sink is an engine.Sink that keeps what it was sent, per topic, and fails the topics in
-// Fail.
-type Sink struct {
-	mu   sync.Mutex
-	msgs map[string][]*pulsar.ProducerMessage
-	fail map[string]bool
-}
-
-// NewSink returns an empty sink; sends to the topics fail fail.
-func NewSink(fail ...string) *Sink {
-	s := &Sink{msgs: map[string][]*pulsar.ProducerMessage{}, fail: map[string]bool{}}
-	for _, t := range fail {
-		s.fail[t] = true
-	}
-	return s
-}
-
 // ErrSend is the error of a send to a failing topic.
 var ErrSend = errors.New("enginetest: send failed")
 
-// Send implements engine.Sink. It completes asynchronously, as the client does.
-func (s *Sink) Send(_ context.Context, topic string, _ bool, m *pulsar.ProducerMessage, done func(error)) {
-	s.mu.Lock()
-	failed := s.fail[topic]
+// Send implements engine.Sink. It completes on another goroutine, as the client's callback.
+func (f *fake) Send(_ context.Context, topic string, _ bool, m *pulsar.ProducerMessage, done func(error)) {
+	failed := f.o.FailOutput && topic == fakeOut
+	f.mu.Lock()
 	if !failed {
-		s.msgs[topic] = append(s.msgs[topic], m)
+		f.msgs[topic] = append(f.msgs[topic], m)
 	}
-	s.mu.Unlock()
+	f.mu.Unlock()
 	var err error
 	if failed {
 		err = ErrSend
 	}
-	go done(err) // the client's callback goroutine; done settles and returns
+	go done(err) // the client calls back from its own goroutine; done settles and returns
 }
 
 // Flush implements engine.Sink.
-func (s *Sink) Flush(context.Context) error { return nil }
+func (f *fake) Flush(context.Context) error { return nil }
 
-// To returns what was sent to topic, in order.
-func (s *Sink) To(topic string) []*pulsar.ProducerMessage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*pulsar.ProducerMessage(nil), s.msgs[topic]...)
+func (f *fake) Sent(_ testing.TB, topic string) []*MessageView {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*MessageView
+	for _, m := range f.msgs[topic] {
+		out = append(out, &MessageView{Payload: string(m.Payload), Key: m.Key, Props: m.Properties, Seq: m.SequenceID})
+	}
+	return out
 }
-
-var _ engine.Source = (*Source)(nil)
-var _ engine.Sink = (*Sink)(nil)

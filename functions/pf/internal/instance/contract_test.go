@@ -68,4 +68,4 @@ func (o invOps) Emit(ctx context.Context, payload []byte, key string, props map[
 func (o invOps) Ack() error { return o.inv.Ack() }
 
 // TestContract runs the engine's contract suite through the instance's adapters.
-func TestContract(t *testing.T) { enginetest.Run(t, instanceLauncher{}) }
+func TestContract(t *testing.T) { enginetest.Run(t, instanceLauncher{}, enginetest.NewFakeBus()) }
