@@ -98,9 +98,9 @@ var (
 )
 
 func (f *fake) Topics() (in, out, reply string) { return fakeIn, fakeOut, fakeReply }
-func (f *fake) Source() engine.Source            { return f }
-func (f *fake) Sink() engine.Sink                { return f }
-func (f *fake) SequenceIDs() bool                { return true }
+func (f *fake) Source() engine.Source           { return f }
+func (f *fake) Sink() engine.Sink               { return f }
+func (f *fake) SequenceIDs() bool               { return true }
 
 func (f *fake) Add(_ testing.TB, m *Message) {
 	f.mu.Lock()
