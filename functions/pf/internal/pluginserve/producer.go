@@ -9,21 +9,32 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+
+	"github.com/fnhost/fnhost/internal/producer"
 )
 
 // ErrNoPulsar is returned by NewOutputMessage when the host gave no Pulsar URL.
 var ErrNoPulsar = errors.New("NewOutputMessage needs a Pulsar URL; the host runs embedded")
 
-// producers creates, caches and closes the producers of NewOutputMessage. The Pulsar client is
-// created on first use, so a function that never calls NewOutputMessage never connects.
+// producers are the producers of NewOutputMessage: a producer.Cache on a client created on
+// first use, so a function that never calls NewOutputMessage never connects.
 type producers struct {
 	url    string
 	logger *slog.Logger
 
-	mu      sync.Mutex
-	client  pulsar.Client
-	byTopic map[string]pulsar.Producer
-	closed  bool
+	mu     sync.Mutex
+	client pulsar.Client
+	cache  *producer.Cache
+	closed bool
+	// stop ends with close: it bounds the creation of a producer a function waits for.
+	stop     context.Context
+	stopping context.CancelFunc
+}
+
+func newProducers(url string, logger *slog.Logger) *producers {
+	p := &producers{url: url, logger: logger}
+	p.stop, p.stopping = context.WithCancel(context.Background())
+	return p
 }
 
 func (p *producers) get(topic string) (pulsar.Producer, error) {
@@ -31,30 +42,26 @@ func (p *producers) get(topic string) (pulsar.Producer, error) {
 		return nil, ErrNoPulsar
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil, errors.New("NewOutputMessage: the plugin is stopping")
 	}
-	if pr, ok := p.byTopic[topic]; ok {
-		return pr, nil
-	}
-	if p.client == nil {
+	if p.cache == nil {
 		c, err := pulsar.NewClient(pulsar.ClientOptions{URL: p.url, Logger: pulsarlog.NewLoggerWithSlog(p.logger)})
 		if err != nil {
+			p.mu.Unlock()
 			return nil, fmt.Errorf("connecting to pulsar %s: %w", p.url, err)
 		}
 		p.client = c
-		p.byTopic = map[string]pulsar.Producer{}
+		p.cache = producer.New(c, func(topic string) pulsar.ProducerOptions { return pulsar.ProducerOptions{Topic: topic} }, producer.Retry{})
 	}
-	pr, err := p.client.CreateProducer(pulsar.ProducerOptions{Topic: topic})
-	if err != nil {
-		return nil, fmt.Errorf("creating a producer for %s: %w", topic, err)
-	}
-	p.byTopic[topic] = pr
-	return pr, nil
+	cache := p.cache
+	p.mu.Unlock()
+	return cache.Get(p.stop, topic)
 }
 
-// close flushes and closes every producer, then the client. Idempotent. ctx bounds each flush.
+// close flushes and closes every producer, then the client. Idempotent. ctx bounds the
+// flushes and the close.
 func (p *producers) close(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -62,15 +69,11 @@ func (p *producers) close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
-	var errs []error
-	for topic, pr := range p.byTopic {
-		if err := pr.FlushWithCtx(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flushing the producer of %s: %w", topic, err))
-		}
-		pr.Close()
+	p.stopping()
+	if p.cache == nil {
+		return nil
 	}
-	if p.client != nil {
-		p.client.Close()
-	}
-	return errors.Join(errs...)
+	err := errors.Join(p.cache.Flush(ctx), p.cache.Close(ctx))
+	p.client.Close()
+	return err
 }

@@ -125,7 +125,7 @@ func (s *Server) Configure(_ context.Context, req *pluginpb.ConfigureRequest) (*
 		ManualAck:   pi.GetManualAck(),
 	}
 	s.logger = s.logger.With("function", pi.GetName())
-	s.producers = &producers{url: req.GetPulsarUrl(), logger: s.logger}
+	s.producers = newProducers(req.GetPulsarUrl(), s.logger)
 	s.maxInFlight = n
 	s.slots = make(chan struct{}, n)
 	s.configured = true
